@@ -1,0 +1,1 @@
+"""Stamps pattern on Azure: config, components and the offline plan."""

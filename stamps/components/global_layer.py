@@ -1,0 +1,269 @@
+"""The global layer: what every region and CELL shares, and the front doors traffic arrives through.
+
+Runbook: "Global Monitoring - cross-region performance, global routing health, DNS resolution, Front Door,
+APIM gateway health, API usage per tenant".
+- `Global`: Log Analytics + Application Insights (where every diagnostic setting sends), the Cosmos DB
+  tenant directory (`globaldb/tenants`, partitioned on `/tenantId`, replicated to every region) and
+  API Management (Premium with a gateway in every other region in prod).
+- `TrafficRouting`: Front Door (origin group over the regional App Gateways, `/health` probe) and Traffic
+  Manager (priority routing, HTTPS `/health` monitor). Both derive their priorities from the active
+  region, so a failover is one config value and a small, reviewable diff.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_azure_native as azure
+
+from stamps.components.base import StampsComponent
+from stamps.environment import Environment
+
+
+class Global(StampsComponent):
+    def __init__(self, name: str, env: Environment, tenant_id: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stamps:global:Global", name, opts)
+        n = env.naming
+        home = env.primary_regions[0]
+        tags = env.tags("global", region="global")
+
+        self.resource_group = azure.resources.ResourceGroup(
+            self.child("rg"), resource_group_name=n.global_group(), location=home, tags=tags, opts=self.opts()
+        )
+        rg = self.resource_group.name
+
+        # --- Observability: the sink of every diagnostic setting -------------------------------------------
+        self.workspace = azure.operationalinsights.Workspace(
+            self.child("log"),
+            workspace_name=n.workspace(),
+            resource_group_name=rg,
+            location=home,
+            sku=azure.operationalinsights.WorkspaceSkuArgs(name="PerGB2018"),
+            retention_in_days=90,
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.workspace, self.workspace.id)
+        self.app_insights = azure.applicationinsights.Component(
+            self.child("appi"),
+            resource_name_=n.app_insights(),
+            resource_group_name=rg,
+            location=home,
+            kind="web",
+            application_type="web",
+            ingestion_mode="LogAnalytics",
+            workspace_resource_id=self.workspace.id,
+            disable_local_auth=True,
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.app_insights, self.workspace.id)
+
+        # --- Tenant directory ---------------------------------------------------------------------------
+        regions = [home] + [r for r in env.deployed_regions if r != home]
+        self.cosmos = azure.cosmosdb.DatabaseAccount(
+            self.child("cosmos"),
+            account_name=n.cosmos(),
+            resource_group_name=rg,
+            location=home,
+            kind="GlobalDocumentDB",
+            database_account_offer_type="Standard",
+            locations=[
+                azure.cosmosdb.LocationArgs(location_name=r, failover_priority=i, is_zone_redundant=False)
+                for i, r in enumerate(regions)
+            ],
+            consistency_policy=azure.cosmosdb.ConsistencyPolicyArgs(default_consistency_level="Session"),
+            enable_automatic_failover=True,
+            disable_local_auth=True,
+            disable_key_based_metadata_write_access=True,
+            minimal_tls_version="Tls12",
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.cosmos, self.workspace.id)
+        db = azure.cosmosdb.SqlResourceSqlDatabase(
+            self.child("globaldb"),
+            account_name=self.cosmos.name,
+            database_name="globaldb",
+            resource_group_name=rg,
+            resource=azure.cosmosdb.SqlDatabaseResourceArgs(id="globaldb"),
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.tenants_container = azure.cosmosdb.SqlResourceSqlContainer(
+            self.child("tenants"),
+            account_name=self.cosmos.name,
+            database_name=db.name,
+            container_name="tenants",
+            resource_group_name=rg,
+            resource=azure.cosmosdb.SqlContainerResourceArgs(
+                id="tenants",
+                partition_key=azure.cosmosdb.ContainerPartitionKeyArgs(paths=["/tenantId"], kind="Hash", version=2),
+            ),
+            tags=tags,
+            opts=self.opts(),
+        )
+
+        # --- API Management --------------------------------------------------------------------------------
+        apim = env.config.api_management
+        self.apim = azure.apimanagement.ApiManagementService(
+            self.child("apim"),
+            service_name=n.apim(),
+            resource_group_name=rg,
+            location=home,
+            publisher_email=apim.publisher_email,
+            publisher_name=apim.publisher_name,
+            sku=azure.apimanagement.ApiManagementServiceSkuPropertiesArgs(name=apim.sku, capacity=apim.capacity),
+            # Premium serves a gateway in every other region, so API traffic survives a regional outage.
+            additional_locations=[
+                azure.apimanagement.AdditionalLocationArgs(
+                    location=r,
+                    sku=azure.apimanagement.ApiManagementServiceSkuPropertiesArgs(name=apim.sku, capacity=apim.capacity),
+                )
+                for r in regions[1:]
+            ] if apim.sku == "Premium" else None,
+            identity=azure.apimanagement.ApiManagementServiceIdentityArgs(type="SystemAssigned"),
+            custom_properties={
+                # Only TLS 1.2+ on the gateway and towards backends.
+                "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls10": "false",
+                "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Protocols.Tls11": "false",
+                "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Backend.Protocols.Tls10": "false",
+                "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Backend.Protocols.Tls11": "false",
+                "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Backend.Protocols.Ssl30": "false",
+            },
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.apim, self.workspace.id)
+        self.register_outputs(
+            {
+                "workspaceId": self.workspace.id,
+                "appInsightsId": self.app_insights.id,
+                "cosmosAccountId": self.cosmos.id,
+                "apimId": self.apim.id,
+            }
+        )
+
+
+class TrafficRouting(StampsComponent):
+    """Front Door and Traffic Manager over the regional App Gateways."""
+
+    def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
+                 entry_points: dict[str, pulumi.Output[str]], entry_ip_ids: dict[str, pulumi.Output[str]],
+                 workspace_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stamps:global:TrafficRouting", name, opts)
+        n = env.naming
+        tags = env.tags("global", region="global")
+        tm = env.config.traffic_manager
+        host_header = env.config.tls.host_name
+
+        # --- Front Door ------------------------------------------------------------------------------------
+        self.front_door = azure.cdn.Profile(
+            self.child("afd"),
+            profile_name=n.front_door(),
+            resource_group_name=resource_group_name,
+            location="global",
+            sku=azure.cdn.SkuArgs(name=env.config.front_door.sku),
+            origin_response_timeout_seconds=60,
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.front_door, workspace_id)
+        endpoint = azure.cdn.AFDEndpoint(
+            self.child("afd-endpoint"),
+            endpoint_name=n.front_door_endpoint(),
+            profile_name=self.front_door.name,
+            resource_group_name=resource_group_name,
+            location="global",
+            enabled_state="Enabled",
+            tags=tags,
+            opts=self.opts(),
+        )
+        group = azure.cdn.AFDOriginGroup(
+            self.child("afd-origins"),
+            origin_group_name="regions",
+            profile_name=self.front_door.name,
+            resource_group_name=resource_group_name,
+            health_probe_settings=azure.cdn.HealthProbeParametersArgs(
+                probe_path=tm.probe_path, probe_protocol="Https", probe_request_type="HEAD",
+                probe_interval_in_seconds=tm.probe_interval,
+            ),
+            load_balancing_settings=azure.cdn.LoadBalancingSettingsParametersArgs(
+                sample_size=4, successful_samples_required=3, additional_latency_in_milliseconds=50
+            ),
+            session_affinity_state="Disabled",
+            opts=self.opts(),
+        )
+        self.origins = [
+            azure.cdn.AFDOrigin(
+                self.child(f"afd-origin-{region}"),
+                origin_name=f"agw-{region}",
+                origin_group_name=group.name,
+                profile_name=self.front_door.name,
+                resource_group_name=resource_group_name,
+                host_name=fqdn,
+                origin_host_header=host_header,
+                https_port=443,
+                http_port=80,
+                enforce_certificate_name_check=True,
+                # Priority follows the active region: Front Door only uses a lower priority when higher fail.
+                priority=env.region_priority(region),
+                weight=1000,
+                enabled_state="Enabled",
+                opts=self.opts(),
+            )
+            for region, fqdn in entry_points.items()
+        ]
+        self.route = azure.cdn.Route(
+            self.child("afd-route"),
+            route_name="api",
+            endpoint_name=endpoint.name,
+            profile_name=self.front_door.name,
+            resource_group_name=resource_group_name,
+            origin_group=azure.cdn.ResourceReferenceArgs(id=group.id),
+            supported_protocols=["Https"],
+            https_redirect="Enabled",
+            forwarding_protocol="HttpsOnly",
+            link_to_default_domain="Enabled",
+            patterns_to_match=["/*"],
+            opts=self.opts(depends_on=self.origins),
+        )
+
+        # --- Traffic Manager -----------------------------------------------------------------------------
+        # Endpoints are inline: Traffic Manager rejects two endpoints with one priority, so a failover's
+        # priority swap must be a single PUT of the profile, not two endpoint updates racing each other.
+        self.traffic_manager = azure.trafficmanager.Profile(
+            self.child("tm"),
+            profile_name=n.traffic_manager(),
+            resource_group_name=resource_group_name,
+            location="global",
+            profile_status="Enabled",
+            traffic_routing_method="Priority",
+            dns_config=azure.trafficmanager.DnsConfigArgs(relative_name=n.traffic_manager_dns(), ttl=env.dns_ttl),
+            monitor_config=azure.trafficmanager.MonitorConfigArgs(
+                protocol="HTTPS", port=443, path=tm.probe_path, interval_in_seconds=tm.probe_interval,
+                timeout_in_seconds=5 if tm.probe_interval == 10 else 10,
+                tolerated_number_of_failures=tm.tolerated_failures,
+            ),
+            endpoints=[
+                azure.trafficmanager.EndpointArgs(
+                    name=f"endpoint-{region}",
+                    type="Microsoft.Network/trafficManagerProfiles/azureEndpoints",
+                    target_resource_id=ip_id,
+                    endpoint_status="Enabled",
+                    priority=env.region_priority(region),
+                )
+                for region, ip_id in entry_ip_ids.items()
+            ],
+            traffic_view_enrollment_status="Enabled",
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.traffic_manager, workspace_id)
+        self.endpoint_host: pulumi.Output[str] = endpoint.host_name
+        self.register_outputs(
+            {
+                "frontDoorHost": self.endpoint_host,
+                "trafficManagerFqdn": self.traffic_manager.dns_config.apply(lambda d: (d.fqdn if d else None) or ""),
+            }
+        )

@@ -1,0 +1,303 @@
+"""The regional layer: network, secrets, automation and the WAF entry point for the region's CELLs.
+
+Runbook: "Regional Monitoring - Application Gateway health, Key Vault access patterns, Automation Account
+execution". Each region has one virtual network carved into fixed /24 slots (App Gateway, private
+endpoints, then one per CELL), a Key Vault (RBAC, soft delete, purge protection), an Automation Account
+for runbooks, and an Application Gateway WAF_v2 (OWASP, Prevention) whose path rules send
+`/cells/<cell>/*` to that CELL's pool. Unmatched paths go to an empty pool, never to a random CELL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pulumi
+import pulumi_azure_native as azure
+
+from stamps.components.base import StampsComponent, role_assignment_name, role_definition_id
+from stamps.components.cell import Cell, CellNetwork, Shared
+from stamps.environment import CellInstance, Environment
+
+APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, 2
+PRIVATE_ZONES = {"sql": "privatelink.database.windows.net", "blob": "privatelink.blob.core.windows.net"}
+
+
+def subnet_slots(address_space: str) -> list[str]:
+    """The region's /24 slots in order; slot numbers are stable, so adding a CELL never moves another."""
+    return [str(s) for s in ipaddress.ip_network(address_space).subnets(new_prefix=24)]
+
+
+def cell_slot(env: Environment, cell: str) -> int:
+    """A CELL keeps the same slot in its primary and DR regions: its position in the CELL list."""
+    return FIRST_CELL_SLOT + [c.name for c in env.cells].index(cell)
+
+
+class Region(StampsComponent):
+    """One Azure region of the environment with the CELL instances it hosts."""
+
+    def __init__(self, name: str, env: Environment, region: str, shared: Shared,
+                 primary_databases: dict[str, pulumi.Input[str]] | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stamps:regional:Region", name, opts)
+        n = env.naming
+        rcfg = env.regions[region]
+        tags = env.tags("regional", region=region)
+        self.region = region
+        slots = subnet_slots(rcfg.address_space)
+        instances = env.instances_in(region)
+
+        self.resource_group = azure.resources.ResourceGroup(
+            self.child("rg"), resource_group_name=n.region_group(region), location=region, tags=tags,
+            opts=self.opts(),
+        )
+        rg = self.resource_group.name
+
+        # --- Network ------------------------------------------------------------------------------------
+        subnets = [
+            azure.network.SubnetArgs(name="snet-appgw", address_prefix=slots[APPGW_SLOT]),
+            azure.network.SubnetArgs(
+                name="snet-private-endpoints", address_prefix=slots[ENDPOINT_SLOT],
+                private_endpoint_network_policies="Enabled",
+            ),
+        ] + [
+            azure.network.SubnetArgs(
+                name=f"snet-cell-{inst.name}",
+                address_prefix=slots[cell_slot(env, inst.name)],
+                delegations=[azure.network.DelegationArgs(name="aca", service_name="Microsoft.App/environments")],
+            )
+            for inst in instances
+        ]
+        self.vnet = azure.network.VirtualNetwork(
+            self.child("vnet"),
+            virtual_network_name=n.vnet(region),
+            resource_group_name=rg,
+            location=region,
+            address_space=azure.network.AddressSpaceArgs(address_prefixes=[rcfg.address_space]),
+            subnets=subnets,
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.vnet, shared.workspace_id)
+        subnet_ids = self.vnet.subnets.apply(lambda ss: {s.name: s.id for s in (ss or [])})
+
+        zones = {}
+        for what, zone in PRIVATE_ZONES.items():
+            z = azure.privatedns.PrivateZone(
+                self.child(f"dns-{what}"), private_zone_name=zone, resource_group_name=rg, location="global",
+                tags=tags, opts=self.opts(),
+            )
+            azure.privatedns.VirtualNetworkLink(
+                self.child(f"dns-{what}-link"),
+                virtual_network_link_name=f"link-{n.vnet(region)}",
+                private_zone_name=z.name,
+                resource_group_name=rg,
+                location="global",
+                registration_enabled=False,
+                virtual_network=azure.privatedns.SubResourceArgs(id=self.vnet.id),
+                tags=tags,
+                opts=self.opts(),
+            )
+            zones[what] = z.id
+
+        # --- Key Vault and Automation -----------------------------------------------------------------------
+        self.key_vault = azure.keyvault.Vault(
+            self.child("kv"),
+            vault_name=n.key_vault(region),
+            resource_group_name=rg,
+            location=region,
+            properties=azure.keyvault.VaultPropertiesArgs(
+                tenant_id=shared.tenant_id,
+                sku=azure.keyvault.SkuArgs(family="A", name="standard"),
+                enable_rbac_authorization=True,
+                enable_soft_delete=True,
+                soft_delete_retention_in_days=90,
+                enable_purge_protection=True,
+                public_network_access="Disabled",
+            ),
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.key_vault, shared.workspace_id)
+        self.automation = azure.automation.AutomationAccount(
+            self.child("aa"),
+            automation_account_name=n.automation(region),
+            resource_group_name=rg,
+            location=region,
+            sku=azure.automation.SkuArgs(name="Basic"),
+            identity=azure.automation.IdentityArgs(type="SystemAssigned"),
+            disable_local_auth=True,
+            public_network_access=False,
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.automation, shared.workspace_id)
+
+        # --- CELLs of this region ----------------------------------------------------------------------
+        self.cells: list[Cell] = []
+        for inst in instances:
+            net = CellNetwork(
+                subnet_id=subnet_ids.apply(lambda ids, s=f"snet-cell-{inst.name}": ids[s]),
+                endpoint_subnet_id=subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]),
+                sql_dns_zone_id=zones["sql"],
+                blob_dns_zone_id=zones["blob"],
+            )
+            primary_db = (primary_databases or {}).get(inst.name) if inst.role == "standby" else None
+            self.cells.append(
+                Cell(f"cell-{inst.key}", env, inst, net, shared, primary_database_id=primary_db,
+                     opts=self.opts())
+            )
+
+        # --- Application Gateway WAF_v2 ---------------------------------------------------------------------
+        self.public_ip = azure.network.PublicIPAddress(
+            self.child("agw-pip"),
+            public_ip_address_name=f"pip-{n.app_gateway(region)}",
+            resource_group_name=rg,
+            location=region,
+            sku=azure.network.PublicIPAddressSkuArgs(name="Standard", tier="Regional"),
+            public_ip_allocation_method="Static",
+            zones=["1", "2", "3"],
+            dns_settings=azure.network.PublicIPAddressDnsSettingsArgs(
+                domain_name_label=f"{n.app_gateway(region)}-{n.suffix}"
+            ),
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.diagnose(self.public_ip, shared.workspace_id)
+        self.identity = azure.managedidentity.UserAssignedIdentity(
+            self.child("agw-id"), resource_name_=f"id-{n.app_gateway(region)}", resource_group_name=rg,
+            location=region, tags=tags, opts=self.opts(),
+        )
+        azure.authorization.RoleAssignment(
+            self.child("agw-kv-access"),
+            role_assignment_name=role_assignment_name(region, "agw", "kv"),
+            scope=self.key_vault.id,
+            principal_id=self.identity.principal_id,
+            principal_type="ServicePrincipal",
+            role_definition_id=role_definition_id(shared.subscription_id, "Key Vault Secrets User"),
+            opts=self.opts(),
+        )
+        self.waf_policy = azure.network.WebApplicationFirewallPolicy(
+            self.child("waf"),
+            policy_name=f"waf-{n.app_gateway(region)}",
+            resource_group_name=rg,
+            location=region,
+            policy_settings=azure.network.PolicySettingsArgs(
+                state="Enabled", mode="Prevention", request_body_check=True,
+            ),
+            managed_rules=azure.network.ManagedRulesDefinitionArgs(
+                managed_rule_sets=[
+                    azure.network.ManagedRuleSetArgs(rule_set_type="OWASP", rule_set_version="3.2"),
+                    azure.network.ManagedRuleSetArgs(rule_set_type="Microsoft_BotManagerRuleSet",
+                                                     rule_set_version="1.0"),
+                ]
+            ),
+            tags=tags,
+            opts=self.opts(),
+        )
+        self.app_gateway = self._app_gateway(env, region, rg, shared, subnet_ids, tags)
+        self.diagnose(self.app_gateway, shared.workspace_id)
+        self.entry_fqdn: pulumi.Output[str] = self.public_ip.dns_settings.apply(
+            lambda d: (d.fqdn if d else None) or ""
+        )
+        self.register_outputs(
+            {"appGatewayId": self.app_gateway.id, "entryFqdn": self.entry_fqdn, "keyVaultId": self.key_vault.id}
+        )
+
+    def _app_gateway(self, env: Environment, region: str, rg: pulumi.Input[str], shared: Shared,
+                     subnet_ids: pulumi.Output[dict[str, str]], tags: dict[str, str]) -> azure.network.ApplicationGateway:
+        n = env.naming
+        agw_name = n.app_gateway(region)
+
+        def sub_id(kind: str, child: str) -> pulumi.Output[str]:
+            # App Gateway parts reference each other by ARM id inside the one resource.
+            return pulumi.Output.concat(
+                "/subscriptions/", shared.subscription_id, "/resourceGroups/", rg,
+                "/providers/Microsoft.Network/applicationGateways/", agw_name, f"/{kind}/{child}",
+            )
+
+        def ref(kind: str, child: str) -> azure.network.SubResourceArgs:
+            return azure.network.SubResourceArgs(id=sub_id(kind, child))
+
+        pools = [azure.network.ApplicationGatewayBackendAddressPoolArgs(name="pool-unrouted")]
+        settings, probes, rules = [], [], []
+        for cell in self.cells:
+            inst: CellInstance = cell.instance
+            c = inst.name
+            # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
+            addresses = [] if inst.isolated else [
+                azure.network.ApplicationGatewayBackendAddressArgs(ip_address=cell.static_ip)
+            ]
+            pools.append(azure.network.ApplicationGatewayBackendAddressPoolArgs(
+                name=f"pool-{c}", backend_addresses=addresses))
+            probes.append(azure.network.ApplicationGatewayProbeArgs(
+                name=f"probe-{c}", protocol="Https", host=cell.fqdn, path="/health", interval=30, timeout=30,
+                unhealthy_threshold=3, pick_host_name_from_backend_http_settings=False,
+            ))
+            settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
+                name=f"settings-{c}", port=443, protocol="Https", cookie_based_affinity="Disabled",
+                host_name=cell.fqdn, request_timeout=30, probe=ref("probes", f"probe-{c}"),
+            ))
+            rules.append(azure.network.ApplicationGatewayPathRuleArgs(
+                name=f"path-{c}", paths=[f"/cells/{c}/*"],
+                backend_address_pool=ref("backendAddressPools", f"pool-{c}"),
+                backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{c}"),
+            ))
+        settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
+            name="settings-unrouted", port=443, protocol="Https", cookie_based_affinity="Disabled", request_timeout=30,
+        ))
+        cert = env.config.tls.certificate_name
+        return azure.network.ApplicationGateway(
+            self.child("agw"),
+            application_gateway_name=agw_name,
+            resource_group_name=rg,
+            location=region,
+            zones=["1", "2", "3"],
+            sku=azure.network.ApplicationGatewaySkuArgs(name="WAF_v2", tier="WAF_v2"),
+            autoscale_configuration=azure.network.ApplicationGatewayAutoscaleConfigurationArgs(
+                min_capacity=2, max_capacity=10
+            ),
+            identity=azure.network.ManagedServiceIdentityArgs(
+                type="UserAssigned",
+                user_assigned_identities=[self.identity.id],
+            ),
+            firewall_policy=azure.network.SubResourceArgs(id=self.waf_policy.id),
+            ssl_policy=azure.network.ApplicationGatewaySslPolicyArgs(
+                policy_type="Predefined", policy_name="AppGwSslPolicy20220101S"
+            ),
+            gateway_ip_configurations=[azure.network.ApplicationGatewayIPConfigurationArgs(
+                name="gateway-ip", subnet=azure.network.SubResourceArgs(id=subnet_ids.apply(lambda i: i["snet-appgw"])),
+            )],
+            frontend_ip_configurations=[azure.network.ApplicationGatewayFrontendIPConfigurationArgs(
+                name="frontend-public", public_ip_address=azure.network.SubResourceArgs(id=self.public_ip.id),
+            )],
+            frontend_ports=[azure.network.ApplicationGatewayFrontendPortArgs(name="https", port=443)],
+            ssl_certificates=[azure.network.ApplicationGatewaySslCertificateArgs(
+                name=cert,
+                key_vault_secret_id=self.key_vault.properties.apply(
+                    lambda p: f"{(p.vault_uri or '').rstrip('/')}/secrets/{cert}"
+                ),
+            )],
+            http_listeners=[azure.network.ApplicationGatewayHttpListenerArgs(
+                name="listener-https", protocol="Https",
+                frontend_ip_configuration=ref("frontendIPConfigurations", "frontend-public"),
+                frontend_port=ref("frontendPorts", "https"),
+                ssl_certificate=ref("sslCertificates", cert),
+            )],
+            backend_address_pools=pools,
+            backend_http_settings_collection=settings,
+            probes=probes,
+            url_path_maps=[azure.network.ApplicationGatewayUrlPathMapArgs(
+                name="cells",
+                default_backend_address_pool=ref("backendAddressPools", "pool-unrouted"),
+                default_backend_http_settings=ref("backendHttpSettingsCollection", "settings-unrouted"),
+                path_rules=rules,
+            )],
+            request_routing_rules=[azure.network.ApplicationGatewayRequestRoutingRuleArgs(
+                name="route-cells", rule_type="PathBasedRouting", priority=100,
+                http_listener=ref("httpListeners", "listener-https"),
+                url_path_map=ref("urlPathMaps", "cells"),
+            )],
+            tags=tags,
+            opts=self.opts(depends_on=[self.key_vault]),
+        )
+

@@ -1,0 +1,179 @@
+"""Run the real `__main__.py` in-process under the Pulumi SDK's mock monitor and capture the plan.
+
+This is `pulumi preview` without a CLI: the stack config file is parsed as the CLI would (structured
+values as JSON, `secure:` values as secrets), every RegisterResource request is recorded (type, name,
+parent, dependencies, inputs) and stack outputs are read from the root resource. The SDK keeps global
+state (settings, root stack, config); each run resets it, so several stacks can be planned in one process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+from google.protobuf import json_format, struct_pb2
+
+from stamps.offline.mocks import AzureMocks
+from stamps.offline.plan import SECRET, UNKNOWN, Plan
+
+# Markers the SDK uses on the wire (pulumi/runtime/rpc.py).
+_SIG = "4dabf18193072939515e22adb298388d"
+_SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+_UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
+_RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
+_OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
+
+_lock = threading.Lock()
+
+
+class StackFileError(ValueError):
+    """The project or stack file is missing or unreadable; the message names the file."""
+
+
+def _clean(value: Any) -> Any:
+    """Wire values → plan JSON: secrets redacted, unknowns marked, resource references as URNs."""
+    if isinstance(value, dict):
+        sig = value.get(_SIG)
+        if sig == _SECRET_SIG:
+            return SECRET
+        if sig == _RESOURCE_SIG:
+            return value.get("urn")
+        if sig == _OUTPUT_SIG:
+            if value.get("secret"):
+                return SECRET
+            return _clean(value["value"]) if "value" in value else UNKNOWN
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if value == _UNKNOWN:
+        return UNKNOWN
+    return value
+
+
+def _recording_monitor(mocks: AzureMocks) -> Any:
+    from pulumi.runtime.mocks import MockMonitor
+
+    class RecordingMonitor(MockMonitor):
+        """Records each RegisterResource request; URNs follow the engine's rules (full parent chain)."""
+
+        def __init__(self) -> None:
+            super().__init__(mocks)
+            self.requests: list[dict[str, Any]] = []
+
+        def make_urn(self, parent: str, type_: str, name: str) -> str:
+            from pulumi.runtime.settings import get_project, get_stack
+
+            if parent:
+                qualified = parent.split("::")[2]
+                if qualified != "pulumi:pulumi:Stack":
+                    type_ = f"{qualified}${type_}"
+            return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
+
+        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                inputs = json_format.MessageToDict(request.object) if request.object else {}
+                self.requests.append({
+                    "urn": response.urn,
+                    "type": request.type,
+                    "name": request.name,
+                    "parent": request.parent or None,
+                    "custom": bool(request.custom),
+                    "inputs": _clean(inputs),
+                    "dependencies": sorted(set(request.dependencies)),
+                })
+            return response
+
+    return RecordingMonitor()
+
+
+def read_project(project_dir: Path) -> str:
+    path = Path(project_dir) / "Pulumi.yaml"
+    try:
+        return str(yaml.safe_load(path.read_text())["name"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
+        raise StackFileError(f"{path}: cannot read the project name ({exc})") from None
+
+
+def read_stack_config(config_file: Path) -> tuple[dict[str, str], list[str]]:
+    """The CLI's view of a stack file: `ns:key` → string (JSON for structured values), plus secret keys."""
+    try:
+        doc = yaml.safe_load(Path(config_file).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise StackFileError(f"{config_file}: cannot read the stack config ({exc})") from None
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        raise StackFileError(f"{config_file}: `config:` must be a mapping of keys to values")
+    values: dict[str, str] = {}
+    secrets: list[str] = []
+    for k, v in config.items():
+        if isinstance(v, dict) and set(v) == {"secure"}:
+            # Offline there is no secrets provider: an opaque placeholder stands in and is marked secret.
+            values[k] = SECRET
+            secrets.append(k)
+        elif isinstance(v, str):
+            values[k] = v
+        else:
+            values[k] = json.dumps(v)
+    return values, secrets
+
+
+@contextmanager
+def _program_path(project_dir: Path) -> Iterator[None]:
+    saved = list(sys.path)
+    sys.path.insert(0, str(project_dir))
+    cwd = os.getcwd()
+    os.chdir(project_dir)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        sys.path[:] = saved
+
+
+def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
+    """Run the project's `__main__.py` for `stack` under mocks; raises the program's errors unchanged."""
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.config import set_all_config
+    from pulumi.runtime.stack import wait_for_rpcs
+    from pulumi.runtime.sync_await import _sync_await
+
+    from stamps import speedup
+
+    project_dir = Path(project_dir).resolve()
+    project = read_project(project_dir)
+    config_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
+    values, secret_keys = read_stack_config(config_file)
+
+    with _lock, _program_path(project_dir):
+        speedup.enable()
+        mocks = AzureMocks()
+        monitor = _recording_monitor(mocks)
+        # Fresh SDK state per run: root stack, settings and config from an earlier plan must not leak.
+        settings.reset_options(project=project, stack=stack, preview=True)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
+        set_all_config(values, secret_keys)
+        try:
+            runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
+            _sync_await(wait_for_rpcs())
+            root = settings.get_root_resource()
+            outputs = _sync_await(_resolve_outputs(getattr(root, "outputs", {}) or {}))
+        finally:
+            settings.reset_options()
+            set_all_config({}, [])
+    return Plan(project=project, stack=stack, resources=monitor.requests, outputs=outputs)
+
+
+async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    from pulumi.runtime import rpc
+
+    struct = await rpc.serialize_properties(outputs, {})
+    return _clean(json_format.MessageToDict(struct) if isinstance(struct, struct_pb2.Struct) else {})
