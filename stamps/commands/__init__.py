@@ -1,0 +1,1 @@
+"""Subcommands of the `stamps` CLI, one module each."""

@@ -1,0 +1,71 @@
+"""`stamps plan`: what `pulumi up -s <stack>` would deploy, computed offline under the SDK's mocks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from stamps.cli import UsageError
+from stamps.offline import Plan, diff_plans, plan_stack
+from stamps.offline.render import print_diff, summary, tree
+
+
+def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
+    stacks = args.stack or ["prod"]
+    files = args.config_file or []
+    if files and len(files) != len(stacks) and len(stacks) != 1:
+        raise UsageError("--config-file: give one per --stack, or one --stack for several config files")
+    if files:
+        return [(stacks[0] if len(stacks) == 1 else stacks[i], Path(f)) for i, f in enumerate(files)]
+    return [(s, None) for s in stacks]
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=False, soft_wrap=False)
+    project_dir = Path(args.project_dir)
+    if not (project_dir / "Pulumi.yaml").is_file():
+        raise UsageError(f"--project-dir: {project_dir} has no Pulumi.yaml")
+    targets = _targets(args)
+    for f in [f for _, f in targets if f is not None]:
+        if not f.is_file():
+            raise UsageError(f"--config-file: {f} does not exist")
+    if args.against and not Path(args.against).is_file():
+        raise UsageError(f"--against: {args.against} does not exist")
+    # Plan everything first: a config error in any target must leave no output file behind.
+    plans = [plan_stack(project_dir, stack, cfg) for stack, cfg in targets]
+    for plan in plans:
+        if not args.quiet:
+            if args.tree:
+                console.print(tree(plan))
+            console.print(summary(plan))
+        if args.against:
+            print_diff(diff_plans(Plan.load(Path(args.against)), plan), console)
+    if args.out:
+        out = Path(args.out)
+        if len(plans) == 1 and out.suffix == ".json":
+            plans[0].write(out)
+        else:
+            for plan, (_, cfg) in zip(plans, targets, strict=True):
+                plan.write(out / f"{cfg.stem if cfg else 'Pulumi.' + plan.stack}.plan.json")
+        if not args.quiet:
+            console.print(f"plan written to {out}")
+    if args.policy:
+        from stamps.policycheck import check_plans
+
+        return check_plans(plans, console)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("plan", help="offline plan of a stack: the resource graph `pulumi preview` would show")
+    p.add_argument("--stack", action="append", help="stack name (repeatable; default: prod)")
+    p.add_argument("--config-file", action="append", help="stack config file (default: Pulumi.<stack>.yaml)")
+    p.add_argument("--project-dir", default=".", help="directory with Pulumi.yaml (default: .)")
+    p.add_argument("--out", help="write the plan as JSON (a directory when planning several stacks)")
+    p.add_argument("--against", help="an earlier plan JSON: print creates, updates and deletes against it")
+    p.add_argument("--policy", action="store_true", help="run the policy pack on the plan (exit 3 on violation)")
+    p.add_argument("--no-tree", dest="tree", action="store_false", help="print only the summary")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run)

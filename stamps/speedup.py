@@ -1,0 +1,288 @@
+"""Make registering pulumi-azure-native v3 resources cheap without changing what the engine receives.
+
+Why
+---
+Every pulumi-azure-native v3 class passes 4–65 aliases such as
+``pulumi.Alias(type_="azure-native:sql/v20210201preview:Server")`` to ``CustomResource.__init__``
+(pulumi-azure-native#4516). The Python SDK then pays for them twice:
+
+1. ``Resource.__init__`` eagerly turns every alias into an alias-URN ``Output`` (``collapse_alias_to_urn``):
+   about 13 tracked Outputs and 6 asyncio Tasks per alias, all of which the event loop must run and
+   ``wait_for_rpcs`` must drain. Measured under mocks (pulumi 3.272, 200 resources): ~80% of the CPU of a
+   ``sql.Server`` or ``storage.StorageAccount`` registration. Those URNs are read in exactly one place,
+   ``runtime.resource.all_aliases``, for the *children* of a resource and only when the engine does not
+   support alias specs. The Pulumi CLI and the mock monitor both support alias specs, so the work is
+   thrown away.
+2. ``runtime.resource.prepare_aliases`` wraps every alias in ``Output.from_input(alias).future()`` before
+   building its spec: a tracked Output and a scheduled clean-up callback per alias.
+
+What is patched
+---------------
+1. ``pulumi.resource.collapse_alias_to_urn`` (the name ``Resource.__init__`` calls; nothing else uses it)
+   returns a ``_DeferredAliasUrn``: an ``Output`` that calls the stock ``collapse_alias_to_urn`` with the same
+   arguments the first time anything reads its data. Deferral only happens for aliases whose stock URN chain
+   cannot fail (plain strings, or exact ``pulumi.Alias`` objects whose name/type/project/stack are strings and
+   whose parent is absent, ``None``, a URN string or an already registered Resource); every other alias
+   (Outputs, awaitables, odd field types) takes the stock eager path, so its errors surface exactly as before.
+   Under an engine without alias specs the deferred URN is produced by the same stock code, merely later.
+2. ``pulumi.runtime.resource.prepare_aliases``: on the alias-spec path an alias that is exactly a ``str`` or a
+   ``pulumi.Alias`` is handed straight to the stock ``create_alias_spec`` — for such values
+   ``Output.from_input(alias).future()`` returns the alias object itself, so the resulting protobuf is the
+   same. Anything else, and the whole non-alias-spec path, runs the stock code.
+
+Neither function is on the call stack when ``register_resource`` captures the stack trace, so
+``stackTrace``/``sourcePosition`` in the RegisterResource request are unchanged too; tests/test_speedup.py
+compares full requests, stock against patched, with and without alias-spec support.
+
+Guard
+-----
+The patch is only applied on a pulumi SDK version listed in ``SUPPORTED_PULUMI_VERSIONS`` *and* whose
+source for every function the equivalence argument relies on hashes to the fingerprint recorded for that
+version (so a locally edited SDK or another monkeypatch also disables it). pulumi-azure-native is not patched
+or introspected (verified with 3.29.0); it only supplies the ``pulumi.Alias`` objects, which are handled
+generically, so its version is not guarded. ``STAMPS_SDK_SPEEDUP=0`` (or false/no/off) keeps stock behaviour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi.output as pulumi_output
+import pulumi.resource as pulumi_resource
+from pulumi.runtime import resource as runtime_resource
+from pulumi.runtime import settings as runtime_settings
+from pulumi.runtime.proto import alias_pb2
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["ENV_VAR", "SUPPORTED_PULUMI_VERSIONS", "disable", "enable", "is_active", "status"]
+
+ENV_VAR = "STAMPS_SDK_SPEEDUP"
+_ENV_OFF = frozenset({"0", "false", "no", "off"})
+
+# sha256 over the source of _fingerprinted_objects(), per pulumi version the equivalence was verified on.
+_VERIFIED_SDK: dict[str, str] = {
+    "3.272.0": "122c42e1124a33b2f71a1e76df4838864decc0132bfbc07b5fb92d58a39e0377",
+}
+SUPPORTED_PULUMI_VERSIONS: frozenset[str] = frozenset(_VERIFIED_SDK)
+
+# Captured at import so enable() can tell whether someone else has already replaced them.
+_ORIGINAL_COLLAPSE: Callable[..., pulumi.Output[str]] = pulumi_resource.collapse_alias_to_urn
+_ORIGINAL_PREPARE_ALIASES: Callable[..., Any] = runtime_resource.prepare_aliases
+# The stock implementation a deferred alias URN eventually runs (the same object Resource.__init__ used).
+_STOCK_COLLAPSE: Callable[..., pulumi.Output[str]] = runtime_resource.collapse_alias_to_urn
+
+
+@dataclass
+class _State:
+    active: bool = False
+    reason: str = "not enabled"
+
+
+_STATE = _State()
+_LOCK = threading.Lock()
+
+
+class _DeferredAliasUrn(pulumi.Output[str]):
+    """An alias-URN Output that runs the stock ``collapse_alias_to_urn`` only when its data is first read.
+
+    ``Output.__init__`` is deliberately not called: it would schedule the very Task this class avoids.
+    Every Output operation (``apply``, ``future``, ``Output.from_input``, ``_untrack``) goes through
+    ``_data``, which materialises the stock Output and forwards to its data.
+    """
+
+    def __init__(
+        self,
+        alias: str | pulumi.Alias,
+        default_name: str,
+        default_type: str,
+        default_parent: pulumi.Resource | None,
+    ) -> None:
+        self._deferred_args = (alias, default_name, default_type, default_parent)
+        self._materialized: pulumi.Output[str] | None = None
+
+    @property
+    def _data(self) -> asyncio.Future[pulumi_output._OutputData[str]]:  # type: ignore[override]
+        if self._materialized is None:
+            self._materialized = _STOCK_COLLAPSE(*self._deferred_args)
+        return self._materialized._data
+
+
+def _registered_resource(value: object) -> bool:
+    # Resource.urn reads __dict__["urn"], which register/read/get sets at the end of construction.
+    return isinstance(value, pulumi_resource.Resource) and "urn" in value.__dict__
+
+
+def _is_str(value: object) -> bool:
+    return type(value) is str
+
+
+def _deferrable(alias: object, default_parent: object) -> bool:
+    """True when the stock alias-URN chain for `alias` cannot raise, so computing it later is unobservable."""
+    if _is_str(alias):
+        return True
+    if type(alias) is not pulumi_resource.Alias:
+        return False
+    if not (alias.name is ... or _is_str(alias.name)):
+        return False
+    if not (alias.type_ is ... or _is_str(alias.type_)):
+        return False
+    # Mirrors collapse_alias_to_urn_worker: a None/absent project or stack falls back to the settings.
+    project = alias.project if alias.project is not ... and alias.project is not None else None
+    stack = alias.stack if alias.stack is not ... and alias.stack is not None else None
+    if not _is_str(project if project is not None else runtime_settings.get_project()):
+        return False
+    if not _is_str(stack if stack is not None else runtime_settings.get_stack()):
+        return False
+    parent = alias.parent if alias.parent is not ... else default_parent
+    return parent is None or _is_str(parent) or _registered_resource(parent)
+
+
+def _collapse_alias_to_urn_deferred(
+    alias: Any,
+    defaultName: str,  # stock keyword names, for callers passing them by name
+    defaultType: str,
+    defaultParent: pulumi.Resource | None,
+) -> pulumi.Output[str]:
+    """Drop-in for ``collapse_alias_to_urn`` as called by ``Resource.__init__``."""
+    if _deferrable(alias, defaultParent):
+        return _DeferredAliasUrn(alias, defaultName, defaultType, defaultParent)
+    return _STOCK_COLLAPSE(alias, defaultName, defaultType, defaultParent)
+
+
+async def _prepare_aliases_fast(
+    resource: pulumi.Resource,
+    resource_options: pulumi.ResourceOptions | None,
+    supports_alias_specs: bool,
+) -> list[alias_pb2.Alias]:
+    """Stock ``prepare_aliases`` minus the per-alias ``Output.from_input`` wrapper for plain values."""
+    if not supports_alias_specs or resource_options is None or resource_options.aliases is None:
+        return await _ORIGINAL_PREPARE_ALIASES(resource, resource_options, supports_alias_specs)
+
+    aliases: list[alias_pb2.Alias] = []
+    for alias in resource_options.aliases:
+        if type(alias) is str or type(alias) is pulumi_resource.Alias:
+            # Output.from_input of an exact str/Alias resolves to the object itself, known and not secret.
+            resolved: Any = alias
+        else:
+            resolved = await pulumi.Output.from_input(alias).future()
+        if resolved is None:
+            continue
+        if isinstance(resolved, str):
+            aliases.append(alias_pb2.Alias(urn=resolved))
+        else:
+            aliases.append(alias_pb2.Alias(spec=await runtime_resource.create_alias_spec(resolved)))
+    return aliases
+
+
+def _fingerprinted_objects() -> tuple[object, ...]:
+    # Everything whose behaviour the equivalence argument in the module docstring depends on.
+    return (
+        pulumi_resource.Alias,
+        pulumi_resource.Resource.__init__,
+        _ORIGINAL_COLLAPSE,
+        runtime_resource.create_urn,
+        runtime_resource.all_aliases,
+        runtime_resource.inherited_child_alias,
+        _ORIGINAL_PREPARE_ALIASES,
+        runtime_resource.create_alias_spec,
+        runtime_resource.prepare_resource,
+        pulumi_output.Output,
+    )
+
+
+def _sdk_fingerprint() -> str | None:
+    digest = hashlib.sha256()
+    try:
+        for obj in _fingerprinted_objects():
+            digest.update(inspect.getsource(obj).encode())  # type: ignore[arg-type]
+            digest.update(b"\0")
+    except (OSError, TypeError):
+        return None
+    return digest.hexdigest()
+
+
+def _installed_pulumi_version() -> str | None:
+    try:
+        return metadata.version("pulumi")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _env_disabled() -> bool:
+    return os.environ.get(ENV_VAR, "").strip().lower() in _ENV_OFF
+
+
+def _unsupported_reason() -> str | None:
+    version = _installed_pulumi_version()
+    expected = _VERIFIED_SDK.get(version or "")
+    if expected is None:
+        return f"pulumi {version} is not a verified version ({', '.join(sorted(SUPPORTED_PULUMI_VERSIONS))})"
+    if pulumi_resource.collapse_alias_to_urn is not _ORIGINAL_COLLAPSE:
+        return "pulumi.resource.collapse_alias_to_urn was already replaced by someone else"
+    if runtime_resource.prepare_aliases is not _ORIGINAL_PREPARE_ALIASES:
+        return "pulumi.runtime.resource.prepare_aliases was already replaced by someone else"
+    if _ORIGINAL_COLLAPSE is not _STOCK_COLLAPSE:
+        return "pulumi.resource and pulumi.runtime.resource disagree on collapse_alias_to_urn"
+    if _sdk_fingerprint() != expected:
+        return f"pulumi {version} source differs from the verified {version} source"
+    return None
+
+
+def _disable_locked(reason: str) -> None:
+    if _STATE.active:
+        # Only undo our own patches; if someone replaced them since, leave theirs in place.
+        if pulumi_resource.collapse_alias_to_urn is _collapse_alias_to_urn_deferred:
+            pulumi_resource.collapse_alias_to_urn = _ORIGINAL_COLLAPSE
+        if runtime_resource.prepare_aliases is _prepare_aliases_fast:
+            runtime_resource.prepare_aliases = _ORIGINAL_PREPARE_ALIASES
+    _STATE.active = False
+    _STATE.reason = reason
+
+
+def enable() -> bool:
+    """Apply the speedup if this SDK is a verified one; idempotent. Returns whether the speedup is active.
+
+    With ``STAMPS_SDK_SPEEDUP=0`` this removes an active speedup and returns False. Enable it before the
+    program constructs resources: aliases of resources built earlier keep their stock (eager) URNs.
+    """
+    with _LOCK:
+        if _env_disabled():
+            _disable_locked(f"{ENV_VAR}={os.environ.get(ENV_VAR)}")
+            return False
+        if _STATE.active:
+            return True
+        reason = _unsupported_reason()
+        if reason is not None:
+            _STATE.reason = reason
+            return False
+        pulumi_resource.collapse_alias_to_urn = _collapse_alias_to_urn_deferred
+        runtime_resource.prepare_aliases = _prepare_aliases_fast
+        _STATE.active = True
+        _STATE.reason = "active"
+        return True
+
+
+def disable() -> None:
+    """Restore stock SDK behaviour (already deferred alias URNs stay valid: they call the stock code)."""
+    with _LOCK:
+        _disable_locked("disabled")
+
+
+def is_active() -> bool:
+    """Whether the speedup is currently applied."""
+    return _STATE.active
+
+
+def status() -> str:
+    """Human-readable state: "active", or why the speedup is not applied."""
+    return _STATE.reason
