@@ -97,7 +97,8 @@ class _DeferredAliasUrn(pulumi.Output[str]):
 
     ``Output.__init__`` is deliberately not called: it would schedule the very Task this class avoids.
     Every Output operation (``apply``, ``future``, ``Output.from_input``, ``_untrack``) goes through
-    ``_data``, which materialises the stock Output and forwards to its data.
+    ``_data``, which materialises the stock Output and forwards to its data. The stock Output is tracked
+    by the SDK as usual from the moment it exists.
     """
 
     def __init__(
@@ -110,11 +111,24 @@ class _DeferredAliasUrn(pulumi.Output[str]):
         self._deferred_args = (alias, default_name, default_type, default_parent)
         self._materialized: pulumi.Output[str] | None = None
 
-    @property
-    def _data(self) -> asyncio.Future[pulumi_output._OutputData[str]]:  # type: ignore[override]
+    def _materialize(self) -> pulumi.Output[str]:
         if self._materialized is None:
             self._materialized = _STOCK_COLLAPSE(*self._deferred_args)
-        return self._materialized._data
+        return self._materialized
+
+    @property
+    def _data(self) -> asyncio.Future[pulumi_output._OutputData[str]]:  # type: ignore[override]
+        return self._materialize()._data
+
+    def _untrack(self) -> None:
+        # Stock _untrack reads self._data while holding the non-reentrant SETTINGS.lock, and materialising
+        # creates Outputs that take that lock: materialise first.
+        self._materialize()
+        super()._untrack()
+
+    def _track(self) -> None:
+        self._materialize()
+        super()._track()
 
 
 def _registered_resource(value: object) -> bool:

@@ -106,6 +106,7 @@ class Global(StampsComponent):
 
         # --- API Management --------------------------------------------------------------------------------
         apim = env.config.api_management
+        apim_sku = azure.apimanagement.ApiManagementServiceSkuPropertiesArgs(name=apim.sku, capacity=apim.capacity)
         self.apim = azure.apimanagement.ApiManagementService(
             self.child("apim"),
             service_name=n.apim(),
@@ -113,13 +114,10 @@ class Global(StampsComponent):
             location=home,
             publisher_email=apim.publisher_email,
             publisher_name=apim.publisher_name,
-            sku=azure.apimanagement.ApiManagementServiceSkuPropertiesArgs(name=apim.sku, capacity=apim.capacity),
+            sku=apim_sku,
             # Premium serves a gateway in every other region, so API traffic survives a regional outage.
             additional_locations=[
-                azure.apimanagement.AdditionalLocationArgs(
-                    location=r,
-                    sku=azure.apimanagement.ApiManagementServiceSkuPropertiesArgs(name=apim.sku, capacity=apim.capacity),
-                )
+                azure.apimanagement.AdditionalLocationArgs(location=r, sku=apim_sku)
                 for r in regions[1:]
             ] if apim.sku == "Premium" else None,
             identity=azure.apimanagement.ApiManagementServiceIdentityArgs(type="SystemAssigned"),

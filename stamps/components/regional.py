@@ -203,8 +203,10 @@ class Region(StampsComponent):
             {"appGatewayId": self.app_gateway.id, "entryFqdn": self.entry_fqdn, "keyVaultId": self.key_vault.id}
         )
 
-    def _app_gateway(self, env: Environment, region: str, rg: pulumi.Input[str], shared: Shared,
-                     subnet_ids: pulumi.Output[dict[str, str]], tags: dict[str, str]) -> azure.network.ApplicationGateway:
+    def _app_gateway(
+        self, env: Environment, region: str, rg: pulumi.Input[str], shared: Shared,
+        subnet_ids: pulumi.Output[dict[str, str]], tags: dict[str, str],
+    ) -> azure.network.ApplicationGateway:
         n = env.naming
         agw_name = n.app_gateway(region)
 

@@ -76,12 +76,12 @@ def check_cells(cfg: StampsConfig, out: Problems) -> None:
                 f"and get a standby in its DR region (valid: "
                 f"{_one_of(r.name for r in cfg.regions if r.role == 'primary')})"
             )
-        if c.standby is not None and region is not None and region.role == "primary":
-            if c.standby.region != region.dr_region:
-                out.append(
-                    f"stamps:cells[{i}].standby.region: {c.standby.region!r} is not the DR region of "
-                    f"{c.region!r}; valid: {region.dr_region}"
-                )
+        if (c.standby is not None and region is not None and region.role == "primary"
+                and c.standby.region != region.dr_region):
+            out.append(
+                f"stamps:cells[{i}].standby.region: {c.standby.region!r} is not the DR region of "
+                f"{c.region!r}; valid: {region.dr_region}"
+            )
         if c.model == "dedicated" and c.capacity != 1:
             out.append(f"stamps:cells[{i}].capacity: a dedicated CELL holds exactly one tenant; use 1 or omit it")
         for j, r in enumerate(c.restores):

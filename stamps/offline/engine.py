@@ -13,9 +13,10 @@ import os
 import runpy
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from google.protobuf import json_format, struct_pb2
@@ -76,7 +77,7 @@ def _recording_monitor(mocks: AzureMocks) -> Any:
                     type_ = f"{qualified}${type_}"
             return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
 
-        def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        def RegisterResource(self, request: Any) -> Any:
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 inputs = json_format.MessageToDict(request.object) if request.object else {}

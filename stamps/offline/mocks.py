@@ -18,16 +18,17 @@ TENANT_ID = "00000000-0000-4000-8000-0000000a11ce"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-00000000d3e7"
 
 _P = "/subscriptions/{sub}/resourceGroups/{resourceGroupName}/providers/"
+_COSMOS_DB = _P + "Microsoft.DocumentDB/databaseAccounts/{accountName}/sqlDatabases/{databaseName}"
+_AFD = _P + "Microsoft.Cdn/profiles/{profileName}"
 ARM_IDS: dict[str, str] = {
     "azure-native:resources:ResourceGroup": "/subscriptions/{sub}/resourceGroups/{resourceGroupName}",
     "azure-native:operationalinsights:Workspace": _P + "Microsoft.OperationalInsights/workspaces/{workspaceName}",
     "azure-native:applicationinsights:Component": _P + "Microsoft.Insights/components/{resourceName}",
     "azure-native:applicationinsights:Workbook": _P + "Microsoft.Insights/workbooks/{resourceName}",
     "azure-native:cosmosdb:DatabaseAccount": _P + "Microsoft.DocumentDB/databaseAccounts/{accountName}",
-    "azure-native:cosmosdb:SqlResourceSqlDatabase":
-        _P + "Microsoft.DocumentDB/databaseAccounts/{accountName}/sqlDatabases/{databaseName}",
+    "azure-native:cosmosdb:SqlResourceSqlDatabase": _COSMOS_DB,
     "azure-native:cosmosdb:SqlResourceSqlContainer":
-        _P + "Microsoft.DocumentDB/databaseAccounts/{accountName}/sqlDatabases/{databaseName}/containers/{containerName}",
+        _COSMOS_DB + "/containers/{containerName}",
     "azure-native:apimanagement:ApiManagementService": _P + "Microsoft.ApiManagement/service/{serviceName}",
     "azure-native:apimanagement:Product": _P + "Microsoft.ApiManagement/service/{serviceName}/products/{productId}",
     "azure-native:apimanagement:ProductPolicy":
@@ -72,7 +73,7 @@ ARM_IDS: dict[str, str] = {
     "azure-native:cdn:AFDOriginGroup": _P + "Microsoft.Cdn/profiles/{profileName}/originGroups/{originGroupName}",
     "azure-native:cdn:AFDOrigin":
         _P + "Microsoft.Cdn/profiles/{profileName}/originGroups/{originGroupName}/origins/{originName}",
-    "azure-native:cdn:Route": _P + "Microsoft.Cdn/profiles/{profileName}/afdEndpoints/{endpointName}/routes/{routeName}",
+    "azure-native:cdn:Route": _AFD + "/afdEndpoints/{endpointName}/routes/{routeName}",
     "azure-native:trafficmanager:Profile": _P + "Microsoft.Network/trafficManagerProfiles/{profileName}",
     "azure-native:monitor:DiagnosticSetting": "{resourceUri}/providers/Microsoft.Insights/diagnosticSettings/{name}",
     "azure-native:monitor:MetricAlert": _P + "Microsoft.Insights/metricAlerts/{ruleName}",
