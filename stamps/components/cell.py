@@ -56,6 +56,10 @@ class Cell(StampsComponent):
         n = env.naming
         cfg = inst.cell
         tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role)
+        if inst.isolated and cfg.isolation is not None:
+            # Who isolated the CELL and why travels with its resources, visible in the portal.
+            tags |= {"isolated-by": cfg.isolation.by, "isolated-at": cfg.isolation.at,
+                     "isolation-reason": cfg.isolation.reason[:256]}
         self.instance = inst
 
         self.resource_group = azure.resources.ResourceGroup(
@@ -96,6 +100,13 @@ class Cell(StampsComponent):
                     transport="auto",
                     allow_insecure=False,
                     traffic=self._traffic(inst),
+                    # Isolation: deny every caller at the ingress as well, so nothing reaches a revision.
+                    ip_security_restrictions=[
+                        azure.app.IpSecurityRestrictionRuleArgs(
+                            name="isolated", action="Deny", ip_address_range="0.0.0.0/0",
+                            description="CELL isolated by stamps-ops",
+                        )
+                    ] if inst.isolated else None,
                 ),
             ),
             template=azure.app.TemplateArgs(

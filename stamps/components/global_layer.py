@@ -248,7 +248,7 @@ class TrafficRouting(StampsComponent):
                     name=f"endpoint-{region}",
                     type="Microsoft.Network/trafficManagerProfiles/azureEndpoints",
                     target_resource_id=ip_id,
-                    endpoint_status="Enabled",
+                    endpoint_status="Enabled" if env.regions[region].traffic_enabled else "Disabled",
                     priority=env.region_priority(region),
                 )
                 for region, ip_id in entry_ip_ids.items()

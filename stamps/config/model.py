@@ -67,6 +67,7 @@ class RegionConfig(Section):
     role: Literal["primary", "dr"]
     dr_region: Region | None = Field(None, description="The DR region holding this primary's standby CELLs.")
     address_space: str = Field(description="The region's virtual network, a /16 to /20 IPv4 CIDR.")
+    traffic_enabled: bool = Field(True, description="false disables the region's Traffic Manager endpoint (DR drill)")
 
     @model_validator(mode="after")
     def _check(self) -> RegionConfig:

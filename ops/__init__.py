@@ -1,0 +1,1 @@
+"""Operations layer: playbooks, Azure reads and notifications for running the stamps."""

@@ -1,0 +1,570 @@
+"""The runner seam: how a playbook's stack-config change reaches a preview or an update.
+
+How config changes reach the real CLI (decided here, for a stack file that lives in git):
+    The playbook edits `Pulumi.<stack>.yaml` with `ops.stackconfig` under `stack_lock` and saves it; the
+    runner never writes config itself (no `pulumi config set-all`). `up` deploys exactly the saved file and
+    refuses a change set the file does not contain yet, so what is deployed is what a reviewer sees in the
+    diff and what gets committed. `set-all --path` would instead rewrite the file with the CLI's own
+    formatting, stringify values, cannot address list items by `[name=...]`, and would put secure values on a
+    command line. `preview` of unsaved edits renders them to a temporary copy passed as `--config-file`, so a
+    dry run leaves the real file alone.
+
+`OfflineRunner` answers the same calls from the offline engine (`stamps.offline`), for machines with no CLI.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import shutil
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn
+
+from ops.stackconfig import (
+    Change,
+    ChangeSet,
+    ConfigEditError,
+    StackConfigFile,
+    apply_changes,
+    stack_file_path,
+    unified_diff,
+)
+
+if TYPE_CHECKING:
+    from pulumi.automation import CommandResult, EngineEvent, Stack
+
+__all__ = [
+    "AutomationRunner",
+    "Changes",
+    "OfflineRunner",
+    "PulumiCommandLike",
+    "Redacted",
+    "ResourceChange",
+    "RunResult",
+    "Runner",
+    "RunnerError",
+]
+
+# What a playbook hands a runner: the change set it recorded, or the edited file itself.
+Changes = ChangeSet | StackConfigFile | Sequence[Change] | None
+
+
+class RunnerError(Exception):
+    """A preview/update/refresh that failed, with one actionable message (the cause is chained)."""
+
+
+@dataclass(frozen=True)
+class Redacted:
+    """A secret stack output: usable by code via `.value`, never shown by repr/str."""
+
+    value: Any = field(repr=False)
+
+    def __str__(self) -> str:
+        return "[secret]"
+
+    def __repr__(self) -> str:
+        return "Redacted([secret])"
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One resource the operation would change (or changed): op is create/update/delete/replace/…"""
+
+    urn: str
+    type: str
+    op: str
+    diffs: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.urn.split("::")[-1] if "::" in self.urn else self.urn
+
+    def __str__(self) -> str:
+        detail = f" [{', '.join(self.diffs)}]" if self.diffs else ""
+        return f"{self.op:>8}  {self.type}  {self.name}{detail}"
+
+
+@dataclass
+class RunResult:
+    """What a runner did or would do: counts per op, the per-resource diff, and the raw output."""
+
+    operation: str  # preview | up | refresh | offline-preview | offline-up | offline-refresh
+    stack: str
+    config_changes: ChangeSet
+    change_summary: dict[str, int]
+    resources: list[ResourceChange]
+    stdout: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(count for op, count in self.change_summary.items() if op != "same")
+
+    def summary_line(self) -> str:
+        parts = [f"{n} to {op}" if self.operation.endswith("preview") else f"{n} {op}"
+                 for op, n in sorted(self.change_summary.items()) if n and op != "same"]
+        same = self.change_summary.get("same", 0)
+        if same:
+            parts.append(f"{same} unchanged")
+        return f"{self.operation} of {self.stack}: {', '.join(parts) or 'no changes'}"
+
+    def __str__(self) -> str:
+        return "\n".join([self.summary_line(), *(str(r) for r in self.resources)])
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """The calls every playbook makes; AutomationRunner deploys, OfflineRunner plans."""
+
+    def preview(self, changes: Changes = None, *, targets: Sequence[str] | None = None) -> RunResult: ...
+
+    def up(self, changes: Changes = None, targets: Sequence[str] | None = None) -> RunResult: ...
+
+    def refresh(self) -> RunResult: ...
+
+    def outputs(self) -> dict[str, Any]: ...
+
+
+class PulumiCommandLike(Protocol):
+    """The command object `LocalWorkspace` runs the CLI through (`pulumi.automation.PulumiCommand`)."""
+
+    command: str
+    version: Any
+
+    def run(
+        self,
+        args: list[str],
+        cwd: str,
+        additional_env: Mapping[str, str],
+        on_output: Callable[[str], Any] | None = None,
+        on_error: Callable[[str], Any] | None = None,
+    ) -> CommandResult: ...
+
+
+def _change_set(changes: Changes) -> ChangeSet:
+    if changes is None:
+        return ChangeSet()
+    if isinstance(changes, StackConfigFile):
+        return ChangeSet(changes.changes)
+    return ChangeSet(changes)
+
+
+def _resource_key(urn: str) -> tuple[str, str]:
+    """(type, name) of a URN: offline and real URNs agree on these even where parent chains differ."""
+    parts = urn.split("::")
+    if len(parts) < 4:
+        return ("", urn)
+    return (parts[2].split("$")[-1], "::".join(parts[3:]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Progress
+
+
+class _EventCollector:
+    """Feeds engine events into a rich progress bar and collects the per-resource diff.
+
+    Events arrive on the Automation API's watcher thread (or gRPC pool), hence the lock.
+    """
+
+    def __init__(self, label: str, console: Console | None, show: bool) -> None:
+        self.started = 0
+        self.finished = 0
+        self.failed = 0
+        self.summary: dict[str, int] | None = None
+        self._resources: dict[str, ResourceChange] = {}
+        self._lock = threading.Lock()
+        self._progress = (
+            Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                     console=console or Console(stderr=True), transient=False)
+            if show else None
+        )
+        self._task = self._progress.add_task(label, total=None) if self._progress else None
+
+    @property
+    def resources(self) -> list[ResourceChange]:
+        with self._lock:
+            return list(self._resources.values())
+
+    @contextmanager
+    def running(self) -> Iterator[_EventCollector]:
+        if self._progress is None:
+            yield self
+            return
+        self._progress.start()
+        try:
+            yield self
+        finally:
+            self._progress.stop()
+
+    def on_event(self, event: EngineEvent) -> None:
+        with self._lock:
+            if event.resource_pre_event is not None:
+                md = event.resource_pre_event.metadata
+                self.started += 1
+                op = getattr(md.op, "value", str(md.op))
+                if op != "same":
+                    diffs = tuple(sorted(md.detailed_diff or {})) or tuple(md.diffs or ())
+                    self._resources[md.urn] = ResourceChange(md.urn, md.type, op, diffs)
+            elif event.res_outputs_event is not None:
+                self.finished += 1
+            elif event.res_op_failed_event is not None:
+                self.failed += 1
+            elif event.summary_event is not None:
+                self.summary = _op_counts(event.summary_event.resource_changes)
+            else:
+                return
+            if self._progress is not None and self._task is not None:
+                self._progress.update(self._task, total=max(self.started, 1), completed=self.finished)
+
+
+def _op_counts(changes: Mapping[Any, int] | None) -> dict[str, int]:
+    return {getattr(k, "value", str(k)): int(v) for k, v in (changes or {}).items()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# The real CLI
+
+
+class AutomationRunner:
+    """Runs preview/up/refresh on this project's directory and stack through `pulumi.automation`.
+
+    `pulumi_command` replaces the CLI (tests inject a stand-in); by default `LocalWorkspace` finds `pulumi` on
+    PATH. The stack is selected lazily, so constructing a runner never needs a CLI.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | Path,
+        stack: str,
+        *,
+        pulumi_command: PulumiCommandLike | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        console: Console | None = None,
+        show_progress: bool = True,
+        on_output: Callable[[str], Any] | None = None,
+    ) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.stack_name = stack
+        self.stack_file = stack_file_path(self.project_dir, stack)
+        self._command = pulumi_command
+        self._env_vars = dict(env_vars or {})
+        self._console = console
+        self._show_progress = show_progress
+        self._on_output = on_output
+        self._stack: Stack | None = None
+
+    # -- Runner ------------------------------------------------------------------------------------------
+
+    def preview(self, changes: Changes = None, *, targets: Sequence[str] | None = None) -> RunResult:
+        """`pulumi preview` with the changes: saved ones as is, unsaved ones via a temp --config-file."""
+        change_set = _change_set(changes)
+        with self._config_override(changes) as config_file:
+            stack = self._select()
+            events = _EventCollector(f"preview {self.stack_name}", self._console, self._show_progress)
+            with events.running():
+                result = self._call("preview", lambda: stack.preview(
+                    target=list(targets) if targets else None,
+                    target_dependents=True if targets else None,
+                    on_event=events.on_event,
+                    on_output=self._on_output,
+                    config_file=str(config_file) if config_file else None,
+                ))
+        return RunResult("preview", self.stack_name, change_set, _op_counts(result.change_summary),
+                         events.resources, result.stdout)
+
+    def up(self, changes: Changes = None, targets: Sequence[str] | None = None) -> RunResult:
+        """`pulumi up` of the saved stack file; refuses changes that are not saved yet.
+
+        `targets` (URNs) limit the update to what a local change touches, plus everything depending on it.
+        """
+        change_set = _change_set(changes)
+        self._require_saved(changes, change_set)
+        stack = self._select()
+        events = _EventCollector(f"up {self.stack_name}", self._console, self._show_progress)
+        message = "stamps-ops: " + ("; ".join(str(c) for c in change_set) or "no config change")
+        with events.running():
+            result = self._call("up", lambda: stack.up(
+                message=message[:500],
+                target=list(targets) if targets else None,
+                target_dependents=True if targets else None,
+                on_event=events.on_event,
+                on_output=self._on_output,
+            ))
+        summary = _op_counts(result.summary.resource_changes) or events.summary or {}
+        return RunResult("up", self.stack_name, change_set, summary, events.resources, result.stdout,
+                         _plain_outputs(result.outputs))
+
+    def refresh(self) -> RunResult:
+        """`pulumi refresh`: adopt drift made outside Pulumi (e.g. a portal failover) into the state."""
+        stack = self._select()
+        events = _EventCollector(f"refresh {self.stack_name}", self._console, self._show_progress)
+        with events.running():
+            result = self._call("refresh", lambda: stack.refresh(on_event=events.on_event,
+                                                                 on_output=self._on_output))
+        summary = _op_counts(result.summary.resource_changes) or events.summary or {}
+        return RunResult("refresh", self.stack_name, ChangeSet(), summary, events.resources, result.stdout)
+
+    def outputs(self) -> dict[str, Any]:
+        """Stack outputs; secret ones wrapped in Redacted."""
+        stack = self._select()
+        return _plain_outputs(self._call("stack output", stack.outputs))
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _select(self) -> Stack:
+        if self._stack is None:
+            from pulumi import automation as auto
+
+            opts = auto.LocalWorkspaceOptions(
+                pulumi_command=cast("auto.PulumiCommand", self._command) if self._command else None,
+                env_vars=self._env_vars or None,
+            )
+            self._stack = self._call("stack select", lambda: auto.select_stack(
+                self.stack_name, work_dir=str(self.project_dir), opts=opts))
+        return self._stack
+
+    def _call(self, action: str, fn: Callable[[], Any]) -> Any:
+        """Run one Automation API call, turning each failure mode into one RunnerError."""
+        from pulumi.automation import errors as auto_errors
+
+        try:
+            return fn()
+        except auto_errors.ConcurrentUpdateError as err:
+            raise RunnerError(
+                f"another update is running on stack '{self.stack_name}' (the backend holds its lock); "
+                "wait for it to finish and rerun. If none is running (a crashed run left the lock), clear "
+                f"it with `pulumi cancel --stack {self.stack_name}` and rerun."
+            ) from err
+        except auto_errors.StackNotFoundError as err:
+            raise RunnerError(
+                f"stack '{self.stack_name}' does not exist in the Pulumi backend you are logged in to "
+                f"({self.stack_file.name} is only its config); check `pulumi whoami -v` / PULUMI_BACKEND_URL "
+                "and `pulumi stack ls`."
+            ) from err
+        except auto_errors.CommandError as err:
+            code, tail = _command_failure(str(err))
+            raise RunnerError(
+                f"`pulumi {action}` failed on stack '{self.stack_name}' (exit {code}):\n{tail}"
+            ) from err
+        except FileNotFoundError as err:
+            command = getattr(self._command, "command", "pulumi")
+            if err.filename and os.path.basename(str(err.filename)) in ("pulumi", os.path.basename(command)):
+                raise RunnerError(
+                    f"the Pulumi CLI was not found ('{command}' is not on PATH); install it "
+                    "(https://www.pulumi.com/docs/iac/download-install/) or run the playbook with the "
+                    "offline runner to see the plan without deploying."
+                ) from err
+            raise RunnerError(f"`pulumi {action}` failed: {err}") from err
+        except auto_errors.InvalidVersionError as err:
+            raise RunnerError(f"unsupported Pulumi CLI: {err}") from err
+        except builtins.RuntimeError as err:
+            # The Automation API raises this when the CLI ends a preview without a summary event.
+            raise RunnerError(
+                f"`pulumi {action}` on stack '{self.stack_name}' ended without a result ({err}); the CLI "
+                "probably crashed: rerun with `--debug` for its log."
+            ) from err
+
+    def _pending(self, changes: Changes, change_set: ChangeSet) -> tuple[list[Change], str | None]:
+        """Changes the saved file lacks, and the text to preview them with (None if the file has them all)."""
+        try:
+            disk = StackConfigFile(self.stack_file)
+            if isinstance(changes, StackConfigFile):
+                wanted = changes.render()
+                if wanted == disk.render():
+                    return [], None
+                return list(change_set) or [Change(str(changes.path), "(edited)", "(edited)")], wanted
+            pending = disk.unapplied(change_set)
+            if not pending:
+                return [], None
+            apply_changes(disk, change_set)
+            return pending, disk.render()
+        except ConfigEditError as err:
+            raise RunnerError(f"cannot apply the config changes to {self.stack_file.name}: {err}") from err
+
+    def _require_saved(self, changes: Changes, change_set: ChangeSet) -> None:
+        pending, _ = self._pending(changes, change_set)
+        if pending:
+            raise RunnerError(
+                f"{len(pending)} config change(s) are not saved in {self.stack_file.name} "
+                f"({', '.join(c.path for c in pending)}); save the stack file first (under stack_lock) so "
+                "what is deployed is what gets reviewed and committed. Nothing was run."
+            )
+
+    @contextmanager
+    def _config_override(self, changes: Changes) -> Iterator[Path | None]:
+        _, text = self._pending(changes, _change_set(changes))
+        if text is None:
+            yield None
+            return
+        tmp = Path(tempfile.mkdtemp(prefix="stamps-preview-"))
+        try:
+            path = tmp / self.stack_file.name
+            path.write_text(text, encoding="utf-8")
+            yield path
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _command_failure(text: str) -> tuple[str, str]:
+    """Exit code and the last stderr lines (stdout if stderr is empty) from a CommandError's text."""
+    head, _, stderr = text.rpartition("\n stderr: ")
+    code_part, _, stdout = head.partition("\n stdout: ")
+    code = code_part.replace("code:", "").strip() or "?"
+    body = stderr.strip() or stdout.strip() or "(no output)"
+    return code, "\n".join(body.splitlines()[-15:])
+
+
+def _plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: Redacted(v.value) if getattr(v, "secret", False) else getattr(v, "value", v)
+            for k, v in outputs.items()}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Offline
+
+
+PlanFn = Callable[..., Any]  # plan_stack(project_dir, stack, config_file=...) -> Plan
+DiffFn = Callable[[Any, Any], Any]  # diff_plans(old, new) -> PlanDiff
+
+
+class OfflineRunner:
+    """Answers preview/up from the offline engine; only temporary copies of the stack file are written.
+
+    The deployed state is modelled as the stack file as it was when the runner was created (or
+    `baseline_text`): `preview` plans that baseline and the baseline with the changes and diffs the two; `up`
+    does the same, then adopts the new config as the baseline, as a deployment would. The real stack file is
+    never touched.
+    """
+
+    def __init__(
+        self,
+        project_dir: str | Path,
+        stack: str,
+        *,
+        plan_stack: PlanFn | None = None,
+        diff_plans: DiffFn | None = None,
+        baseline_text: str | None = None,
+    ) -> None:
+        self.project_dir = Path(project_dir).resolve()
+        self.stack_name = stack
+        self.stack_file = stack_file_path(self.project_dir, stack)
+        self._plan_fn = plan_stack
+        self._diff_fn = diff_plans
+        if baseline_text is None:
+            try:
+                baseline_text = self.stack_file.read_text(encoding="utf-8")
+            except FileNotFoundError:
+                raise RunnerError(f"stack config file {self.stack_file} does not exist") from None
+        self.baseline_text = baseline_text
+        self._plans: dict[str, Any] = {}  # config text -> plan; a preview then up plans each config once
+
+    def preview(self, changes: Changes = None, *, targets: Sequence[str] | None = None) -> RunResult:
+        return self._run("offline-preview", changes, targets)
+
+    def up(self, changes: Changes = None, targets: Sequence[str] | None = None) -> RunResult:
+        result = self._run("offline-up", changes, targets)
+        self.baseline_text = self._target_text(changes)
+        return result
+
+    def refresh(self) -> RunResult:
+        # Offline there is no cloud to read drift from: the modelled state is already current.
+        return RunResult("offline-refresh", self.stack_name, ChangeSet(), {}, [])
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(self._plan(self.baseline_text).outputs)
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _engine(self) -> tuple[PlanFn, DiffFn]:
+        if self._plan_fn is None or self._diff_fn is None:
+            try:
+                from stamps.offline import diff_plans, plan_stack
+            except ImportError as err:
+                raise RunnerError(f"the offline engine (stamps.offline) is not available: {err}") from err
+            self._plan_fn = self._plan_fn or plan_stack
+            self._diff_fn = self._diff_fn or diff_plans
+        return self._plan_fn, self._diff_fn
+
+    def _target_text(self, changes: Changes) -> str:
+        if isinstance(changes, StackConfigFile):
+            return changes.render()
+        with self._copy(self.baseline_text) as path:
+            cfg = StackConfigFile(path)
+            try:
+                apply_changes(cfg, _change_set(changes))
+            except ConfigEditError as err:
+                raise RunnerError(
+                    f"cannot apply the config changes to {self.stack_file.name}: {err}") from err
+            cfg.save()  # to the temp copy: the change goes through the same write path as a playbook's
+            return path.read_text(encoding="utf-8")
+
+    @contextmanager
+    def _copy(self, text: str) -> Iterator[Path]:
+        tmp = Path(tempfile.mkdtemp(prefix="stamps-offline-"))
+        try:
+            path = tmp / self.stack_file.name
+            path.write_text(text, encoding="utf-8")
+            yield path
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _plan(self, text: str) -> Any:
+        if text not in self._plans:
+            plan_fn, _ = self._engine()
+            with self._copy(text) as path:
+                self._plans[text] = plan_fn(self.project_dir, self.stack_name, config_file=path)
+        return self._plans[text]
+
+    def _run(self, operation: str, changes: Changes, targets: Sequence[str] | None) -> RunResult:
+        change_set = _change_set(changes)
+        after_text = self._target_text(changes)
+        before, after = self._plan(self.baseline_text), self._plan(after_text)
+        _, diff_fn = self._engine()
+        diff = diff_fn(before, after)
+        urns = {(r["type"], r["name"]): r["urn"] for r in [*before.resources, *after.resources]}
+        resources = [
+            *(ResourceChange(urns.get((t, n), n), t, "create") for t, n in diff.creates),
+            *(ResourceChange(urns.get((u.type, u.name), u.name), u.type, "update", tuple(u.paths))
+              for u in diff.updates),
+            *(ResourceChange(urns.get((t, n), n), t, "delete") for t, n in diff.deletes),
+        ]
+        if targets:
+            everything = [*before.resources, *after.resources]
+            keep = _with_dependents({_resource_key(t) for t in targets}, everything)
+            resources = [r for r in resources if (r.type, _resource_key(r.urn)[1]) in keep]
+        counts = Counter(r.op for r in resources)
+        custom = sum(1 for r in after.resources if r.get("custom", True))
+        summary = {**counts, "same": max(custom - counts["create"] - counts["update"], 0)}
+        text_diff = unified_diff(self.baseline_text, after_text, self.stack_file.name)
+        return RunResult(operation, self.stack_name, change_set, dict(summary), resources, text_diff,
+                         dict(after.outputs) if operation == "offline-up" else {})
+
+
+def _with_dependents(
+    targets: set[tuple[str, str]], resources: Sequence[Mapping[str, Any]]
+) -> set[tuple[str, str]]:
+    """Targets plus every resource that depends on or is parented by one of them (--target-dependents)."""
+    by_urn = {r["urn"]: (r["type"], r["name"]) for r in resources}
+    keep = set(targets)
+    grew = True
+    while grew:
+        grew = False
+        for r in resources:
+            k = (r["type"], r["name"])
+            if k in keep:
+                continue
+            upstream = [r.get("parent"), *(r.get("dependencies") or [])]
+            if any(by_urn.get(u) in keep for u in upstream if u):
+                keep.add(k)
+                grew = True
+    return keep
