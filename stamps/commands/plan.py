@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -23,7 +24,7 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=False, soft_wrap=False)
+    console = Console(width=None if sys.stdout.isatty() else 160)
     project_dir = Path(args.project_dir)
     if not (project_dir / "Pulumi.yaml").is_file():
         raise UsageError(f"--project-dir: {project_dir} has no Pulumi.yaml")

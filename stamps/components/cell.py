@@ -56,10 +56,6 @@ class Cell(StampsComponent):
         n = env.naming
         cfg = inst.cell
         tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role)
-        if inst.isolated and cfg.isolation is not None:
-            # Who isolated the CELL and why travels with its resources, visible in the portal.
-            tags |= {"isolated-by": cfg.isolation.by, "isolated-at": cfg.isolation.at,
-                     "isolation-reason": cfg.isolation.reason[:256]}
         self.instance = inst
 
         self.resource_group = azure.resources.ResourceGroup(
@@ -145,7 +141,10 @@ class Cell(StampsComponent):
                     ],
                 ),
             ),
-            tags=tags,
+            # Who isolated the CELL and why travels with its app, visible in the portal.
+            tags=tags | {"isolated-by": cfg.isolation.by, "isolated-at": cfg.isolation.at,
+                         "isolation-reason": cfg.isolation.reason[:256]}
+            if inst.isolated and cfg.isolation is not None else tags,
             opts=self.opts(),
         )
         self.diagnose(self.app, shared.workspace_id)

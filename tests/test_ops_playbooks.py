@@ -1,0 +1,316 @@
+"""Playbooks through the offline runner on a copy of the project: each one's plan diff, re-runs, refusals."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ops.azure_monitor import TM_ENDPOINT_STATE, MetricsReader
+from ops.cli import main
+from ops.notify import Notifier, PagerDutyEvents, Secret, SlackWebhook
+from ops.runner import OfflineRunner
+from ops.stackconfig import stack_lock
+from stamps.offline import Plan, plan_stack
+from tests.conftest import ROOT
+from tests.fake_arm import FakeArm, fake_arm_fixture  # noqa: F401
+from tests.test_notify import Receiver, receiver  # noqa: F401
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+@lru_cache(maxsize=32)
+def _plan_text(text: str) -> Plan:
+    path = ROOT / ".stamps" / "test-plans" / f"Pulumi.{abs(hash(text))}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    try:
+        return plan_stack(ROOT, "prod", path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
+    """Plans depend on the config text only (the code is the same): reuse them across tests."""
+    return _plan_text(Path(config_file or project_dir / f"Pulumi.{stack}.yaml").read_text())
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    os.symlink(ROOT / "stamps", tmp_path / "stamps")
+    return tmp_path
+
+
+class Ops:
+    """Runs `stamps-ops` against the project copy; remembers the last runner to read its diff."""
+
+    def __init__(self, project: Path) -> None:
+        self.project = project
+        self.runners: list[OfflineRunner] = []
+        self.seams: dict[str, Any] = {"now": lambda: NOW, "sleep": lambda s: None}
+
+    def factory(self, project_dir: Path, stack: str, dry_run: bool, kind: str) -> OfflineRunner:
+        runner = OfflineRunner(project_dir, stack, plan_stack=cached_plan)
+        self.runners.append(runner)
+        return runner
+
+    def __call__(self, *argv: str, **seams: Any) -> int:
+        args = [*argv, "--project-dir", str(self.project), "--runner", "offline", "--actor", "sre-alice"]
+        return main(args, runner_factory=self.factory, **{**self.seams, **seams})
+
+    @property
+    def stack(self) -> dict[str, Any]:
+        return yaml.safe_load((self.project / "Pulumi.prod.yaml").read_text())["config"]
+
+    def text(self) -> str:
+        return (self.project / "Pulumi.prod.yaml").read_text()
+
+
+@pytest.fixture
+def ops(project: Path) -> Ops:
+    return Ops(project)
+
+
+def diff_of(ops: Ops, *argv: str, **seams: Any) -> set[tuple[str, str]]:
+    """Run a playbook and return the (op, name) pairs of resources its stack update changed."""
+    captured: list[Any] = []
+
+    def factory(project_dir: Path, stack: str, dry_run: bool, kind: str) -> OfflineRunner:
+        runner = ops.factory(project_dir, stack, dry_run, kind)
+        original = runner.up if not dry_run else runner.preview
+
+        def record(*a: Any, **k: Any) -> Any:
+            result = original(*a, **k)
+            captured.append(result)
+            return result
+
+        if dry_run:
+            runner.preview = record  # type: ignore[method-assign]
+        else:
+            runner.up = record  # type: ignore[method-assign]
+        return runner
+
+    args = [*argv, "--project-dir", str(ops.project), "--runner", "offline", "--actor", "sre-alice"]
+    rc = main(args, runner_factory=factory, **{**ops.seams, **seams})
+    assert rc == 0, f"{argv} exited {rc}"
+    return {(r.op, r.name) for result in captured for r in result.resources}
+
+
+class Health:
+    """Traffic Manager endpoint health as the failover playbook reads it."""
+
+    def __init__(self, **regions: bool | None) -> None:
+        self.regions = regions
+
+    def endpoint_health(self, profile_id: str, endpoint: str) -> bool | None:
+        assert profile_id.endswith("/trafficManagerProfiles/tm-stamps-prod")
+        return self.regions.get(endpoint.removeprefix("endpoint-"))
+
+
+# --- onboarding ---------------------------------------------------------------------------------------
+
+def test_onboard_shared_tenant_adds_two_resources_and_reruns_clean(ops: Ops) -> None:
+    changes = diff_of(ops, "onboard", "acme", "--tier", "basic", "--email", "it@acme.example")
+    creates = {name for op, name in changes if op == "create"}
+    assert len(creates) == 2 and all("acme" in n for n in creates), changes
+    tenant = next(t for t in ops.stack["stamps:tenants"] if t["id"] == "acme")
+    # Least-loaded shared CELL with room in eastus, no compliance needs: retail (0 tenants) before others.
+    assert tenant == {"id": "acme", "tier": "basic", "cell": "retail", "email": "it@acme.example"}
+    before = ops.text()
+    assert diff_of(ops, "onboard", "acme", "--tier", "basic", "--email", "it@acme.example") == set()
+    assert ops.text() == before
+
+
+def test_onboard_respects_compliance(ops: Ops) -> None:
+    assert ops("onboard", "clinic", "--tier", "premium", "--email", "a@clinic.example",
+               "--compliance", "hipaa") == 0
+    assert next(t for t in ops.stack["stamps:tenants"] if t["id"] == "clinic")["cell"] == "healthcare"
+
+
+def test_onboard_enterprise_gets_a_dedicated_cell(ops: Ops) -> None:
+    changes = diff_of(ops, "onboard", "megabank", "--tier", "enterprise", "--email", "x@megabank.example")
+    cell = next(c for c in ops.stack["stamps:cells"] if c["name"] == "megabank")
+    assert cell["model"] == "dedicated" and cell["standby"]["region"] == "westus"
+    assert ("create", "cell-megabank-eus-app") in changes and ("create", "cell-megabank-wus-app") in changes
+
+
+def test_onboard_bad_input_names_the_argument(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    assert ops("onboard", "Bad_Id", "--tier", "basic", "--email", "a@b.example") == 2
+    assert "TENANT" in capsys.readouterr().err
+    assert ops("onboard", "newco", "--tier", "gold", "--email", "a@b.example") == 2
+    assert "--tier: unknown tier 'gold'; valid: basic, enterprise, premium" in capsys.readouterr().err
+    assert ops("onboard", "newco", "--tier", "basic", "--email", "a@b.example", "--cell", "nope") == 2
+    assert "--cell: no CELL named 'nope'" in capsys.readouterr().err
+    assert ops.text() == before
+
+
+# --- failover -------------------------------------------------------------------------------------------
+
+def test_failover_refuses_a_healthy_primary_without_force(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    rc = ops("failover", "--to", "westus", metrics_factory=lambda: Health(eastus=True, westus=True))
+    assert rc == 4
+    assert "eastus is healthy" in capsys.readouterr().err
+    assert ops.text() == before
+
+
+def test_failover_changes_at_most_six_resources_and_notifies(ops: Ops, receiver: Receiver) -> None:  # noqa: F811
+    notifier = lambda: Notifier([  # noqa: E731
+        SlackWebhook(Secret(receiver.base_url + "/services/T1/B1/xyz"), channel="#operations"),
+        PagerDutyEvents(Secret("routing-key-123"), events_url=receiver.base_url + "/v2/enqueue"),
+    ])
+    changes = diff_of(ops, "failover", "--to", "westus",
+                      metrics_factory=lambda: Health(eastus=False), notifier_factory=notifier)
+    assert len(changes) <= 6
+    assert {n for _, n in changes} == {
+        "routing-tm", "routing-afd-origin-eastus", "routing-afd-origin-westus",
+        "cell-banking-wus-app", "cell-retail-wus-app", "cell-healthcare-wus-app"}
+    assert ops.stack["stamps:activeRegion"] == "westus"
+    slack = receiver.on("/services/")[0].json()
+    assert "westus" in slack["text"] and slack["channel"] == "#operations"
+    page = receiver.on("/v2/enqueue")[0].json()
+    assert page["event_action"] == "trigger" and page["payload"]["severity"] == "critical"
+    # Failback reverses exactly those resources, and resolves the page.
+    back = diff_of(ops, "failback", metrics_factory=lambda: Health(eastus=True), notifier_factory=notifier)
+    assert {n for _, n in back} == {n for _, n in changes}
+    assert receiver.on("/v2/enqueue")[-1].json()["event_action"] == "resolve"
+    assert ops.stack["stamps:activeRegion"] == "eastus"
+
+
+def test_failover_reads_health_through_azure_monitor(ops: Ops, fake_arm: FakeArm) -> None:  # noqa: F811
+    profile = ("/subscriptions/00000000-0000-4000-8000-00000000c0de/resourceGroups/rg-stamps-prod-global/"
+               "providers/Microsoft.Network/trafficManagerProfiles/tm-stamps-prod")
+    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 1], unit="Count", dimensions={"EndpointName": "endpoint-eastus"})
+    reader = lambda: MetricsReader(arm_endpoint=fake_arm.base_url, connection_verify=fake_arm.ca_file)  # noqa: E731
+    assert ops("failover", "--to", "westus", metrics_factory=reader) == 4
+    sent = fake_arm.metric_requests()
+    assert sent and sent[0].query["metricnames"] == TM_ENDPOINT_STATE
+    assert sent[0].path.lower().endswith("tm-stamps-prod/providers/microsoft.insights/metrics")
+    fake_arm.clear_metrics()
+    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 0], unit="Count", dimensions={"EndpointName": "endpoint-eastus"})
+    assert ops("failover", "--to", "westus", metrics_factory=reader) == 0
+    assert ops.stack["stamps:activeRegion"] == "westus"
+
+
+def test_failover_bad_region_and_forced(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ops("failover", "--to", "northeurope", metrics_factory=lambda: Health()) == 2
+    assert "--to: 'northeurope' cannot take traffic from eastus; valid: westus" in capsys.readouterr().err
+    assert ops("failover", "--to", "westus", "--force", metrics_factory=lambda: Health(eastus=True)) == 0
+
+
+def test_dry_run_changes_nothing(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    changes = diff_of(ops, "failover", "--to", "westus", "--dry-run", metrics_factory=lambda: Health(eastus=False))
+    assert len(changes) == 6
+    assert ops.text() == before
+    assert not (ops.project / ".stamps" / "audit").exists()
+
+
+def test_dr_drill_disables_verifies_and_reenables(ops: Ops) -> None:
+    reads = iter([Health(westus=True, eastus=True), Health(westus=True, eastus=False)])
+    before = ops.text()
+    changes = diff_of(ops, "dr-drill", "--poll", "0", metrics_factory=lambda: next(reads))
+    assert ("update", "routing-tm") in changes
+    assert ops.text() == before, "a drill leaves the stack file exactly as it found it"
+    log = (ops.project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()
+    assert [json.loads(x)["event"] for x in log] == ["primary-disabled", "primary-enabled"]
+
+
+def test_dr_drill_failure_still_reenables(ops: Ops) -> None:
+    before = ops.text()
+    rc = ops("dr-drill", "--verify-timeout", "0", "--poll", "0", metrics_factory=lambda: Health(westus=False))
+    assert rc == 1
+    assert ops.text() == before
+
+
+# --- isolation, restore ------------------------------------------------------------------------------------
+
+def test_isolate_and_reinstate(ops: Ops) -> None:
+    changes = diff_of(ops, "isolate", "retail", "--reason", "suspected credential leak")
+    names = {n for _, n in changes}
+    assert {"cell-retail-eus-app", "region-eastus-agw"} <= names
+    assert any(n.startswith("monitoring-cell-retail-eus") for n in names), "alerts are muted"
+    assert not any("banking" in n or "healthcare" in n for n in names)
+    record = next(c for c in ops.stack["stamps:cells"] if c["name"] == "retail")["isolation"]
+    assert record == {"reason": "suspected credential leak", "by": "sre-alice", "at": "2026-11-27T12:00:00+00:00"}
+    assert diff_of(ops, "isolate", "retail", "--reason", "again") == set()
+    back = diff_of(ops, "reinstate", "retail")
+    assert {n for _, n in back} == names
+    assert "isolation" not in next(c for c in ops.stack["stamps:cells"] if c["name"] == "retail")
+
+
+def test_unknown_cell_is_named(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ops("isolate", "retial", "--reason", "x") == 2
+    assert "CELL: no CELL named 'retial'; known CELLs: banking, healthcare, retail, shared-smb" in \
+        capsys.readouterr().err
+
+
+def test_restore_data_creates_a_new_database(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    changes = diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z")
+    assert changes == {("create", "cell-banking-eus-restore-r202611260300")}
+    assert diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z") == set()
+    assert ops("restore-data", "banking", "--to", "2027-01-01T00:00:00Z") == 2
+    assert "in the future" in capsys.readouterr().err
+    assert ops("restore-data", "banking", "--to", "2026-01-01T00:00:00Z") == 2
+    assert "35-day" in capsys.readouterr().err
+
+
+# --- release -------------------------------------------------------------------------------------------------
+
+def _statuses(codes: dict[str, list[int]]) -> Callable[[str], int]:
+    def get(url: str) -> int:
+        queue = next(v for k, v in codes.items() if k in url)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    return get
+
+
+def test_release_shifts_traffic_in_steps(ops: Ops, receiver: Receiver) -> None:  # noqa: F811
+    receiver.script("/retail/health", 200, times=10)
+    url = receiver.base_url + "/{cell}/health"
+    changes = diff_of(ops, "release", "1.5.0", "--cells", "retail", "--health-url", url, "--wait", "0")
+    assert {n for _, n in changes} == {"cell-retail-eus-app", "cell-retail-wus-app"}
+    cell = next(c for c in ops.stack["stamps:cells"] if c["name"] == "retail")
+    assert cell["version"] == "1.5.0" and "canary" not in cell
+    steps = [json.loads(x)["weight"] for x in
+             (ops.project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
+    assert steps == [0, 10, 50, 100]
+    assert len(receiver.on("/retail/health")) == 3  # gate at 0 %, checks at 10 % and 50 %
+    assert diff_of(ops, "release", "1.5.0", "--cells", "retail") == set()
+
+
+def test_release_rolls_back_on_a_failed_check(ops: Ops) -> None:
+    rc = ops("release", "1.5.0", "--cells", "retail", "--wait", "0",
+             http_get=_statuses({"retail": [200, 503]}))
+    assert rc == 1
+    cell = next(c for c in ops.stack["stamps:cells"] if c["name"] == "retail")
+    assert "canary" not in cell and cell.get("version", "1.0.0") == "1.0.0"
+
+
+# --- concurrency -----------------------------------------------------------------------------------------------
+
+def test_concurrent_playbook_is_refused(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    with stack_lock(ops.project, "prod", holder="failover"):
+        assert ops("isolate", "retail", "--reason", "x") == 4
+    err = capsys.readouterr().err
+    assert "failover" in err
+    assert ops.text() == before
+
+
+@pytest.fixture(autouse=True)
+def _no_plan_files_left() -> Iterator[None]:
+    yield
+    leftovers = ROOT / ".stamps" / "test-plans"
+    assert not leftovers.exists() or not any(leftovers.iterdir())
