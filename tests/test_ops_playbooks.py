@@ -188,17 +188,18 @@ def test_failover_changes_at_most_six_resources_and_notifies(ops: Ops, receiver:
     assert ops.stack["stamps:activeRegion"] == "eastus"
 
 
-def test_failover_reads_health_through_azure_monitor(ops: Ops, fake_arm: FakeArm) -> None:  # noqa: F811
+def test_failover_reads_health_through_azure_monitor(ops: Ops, fake_arm: FakeArm) -> None:
     profile = ("/subscriptions/00000000-0000-4000-8000-00000000c0de/resourceGroups/rg-stamps-prod-global/"
                "providers/Microsoft.Network/trafficManagerProfiles/tm-stamps-prod")
-    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 1], unit="Count", dimensions={"EndpointName": "endpoint-eastus"})
+    eastus = {"EndpointName": "endpoint-eastus"}
+    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 1], unit="Count", dimensions=eastus)
     reader = lambda: MetricsReader(arm_endpoint=fake_arm.base_url, connection_verify=fake_arm.ca_file)  # noqa: E731
     assert ops("failover", "--to", "westus", metrics_factory=reader) == 4
     sent = fake_arm.metric_requests()
     assert sent and sent[0].query["metricnames"] == TM_ENDPOINT_STATE
     assert sent[0].path.lower().endswith("tm-stamps-prod/providers/microsoft.insights/metrics")
     fake_arm.clear_metrics()
-    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 0], unit="Count", dimensions={"EndpointName": "endpoint-eastus"})
+    fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 0], unit="Count", dimensions=eastus)
     assert ops("failover", "--to", "westus", metrics_factory=reader) == 0
     assert ops.stack["stamps:activeRegion"] == "westus"
 
