@@ -8,7 +8,7 @@ Every pulumi-azure-native v3 class passes 4–65 aliases such as
 
 1. ``Resource.__init__`` eagerly turns every alias into an alias-URN ``Output`` (``collapse_alias_to_urn``):
    about 13 tracked Outputs and 6 asyncio Tasks per alias, all of which the event loop must run and
-   ``wait_for_rpcs`` must drain. Measured under mocks (pulumi 3.272, 200 resources): ~80% of the CPU of a
+   ``wait_for_rpcs`` must drain. Measured under mocks (pulumi 3.272, 200 resources): ~85% of the CPU of a
    ``sql.Server`` or ``storage.StorageAccount`` registration. Those URNs are read in exactly one place,
    ``runtime.resource.all_aliases``, for the *children* of a resource and only when the engine does not
    support alias specs. The Pulumi CLI and the mock monitor both support alias specs, so the work is
@@ -31,8 +31,13 @@ What is patched
    same. Anything else, and the whole non-alias-spec path, runs the stock code.
 
 Neither function is on the call stack when ``register_resource`` captures the stack trace, so
-``stackTrace``/``sourcePosition`` in the RegisterResource request are unchanged too; tests/test_speedup.py
-compares full requests, stock against patched, with and without alias-spec support.
+``stackTrace``/``sourcePosition`` in the RegisterResource request are unchanged too. tests/test_speedup.py
+compares full serialized requests, stock against patched: under mocks with and without alias-spec support,
+and over gRPC as the CLI's language host runs a program (only ``dependencies``/``aliasURNs``/property-
+dependency URNs are sorted first: the stock SDK fills them from sets, so their order varies between two
+stock runs). What does change is SDK-internal: far fewer tracked Outputs for ``wait_for_rpcs`` to drain,
+and a parent's ``urn`` Output is no longer untracked early by its children's alias chains (it leaves the
+tracked set when it resolves, as usual).
 
 Guard
 -----

@@ -147,15 +147,12 @@ def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
-    from stamps import speedup
-
     project_dir = Path(project_dir).resolve()
     project = read_project(project_dir)
     config_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
     values, secret_keys = read_stack_config(config_file)
 
     with _lock, _program_path(project_dir):
-        speedup.enable()
         mocks = AzureMocks()
         monitor = _recording_monitor(mocks)
         # Fresh SDK state per run: root stack, settings and config from an earlier plan must not leak.
