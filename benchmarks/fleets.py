@@ -49,24 +49,33 @@ def fleet_doc(size: str) -> dict[str, Any]:
     for i in range(n_cells):
         region = primaries[i % len(primaries)]
         dedicated = i < n_dedicated
-        cells.append({
-            "name": f"{'ded' if dedicated else 'shr'}{i:02d}",
-            "region": region,
-            "model": "dedicated" if dedicated else "shared",
-            "capacity": 1 if dedicated else shared_capacity,
-            "replicas": {"min": 2, "max": 10},
-            "sql": {"sku": "P1" if dedicated else "S3"},
-            "standby": {"region": dr_of[region], "replicas": {"min": 1, "max": 10}},
-        })
+        cells.append(
+            {
+                "name": f"{'ded' if dedicated else 'shr'}{i:02d}",
+                "region": region,
+                "model": "dedicated" if dedicated else "shared",
+                "capacity": 1 if dedicated else shared_capacity,
+                "replicas": {"min": 2, "max": 10},
+                "sql": {"sku": "P1" if dedicated else "S3"},
+                "standby": {"region": dr_of[region], "replicas": {"min": 1, "max": 10}},
+            }
+        )
     cfg["stamps:cells"] = cells
     tenants = []
     for i in range(layout["tenants"]):
         if i < n_dedicated:
-            tenants.append({"id": f"ent{i:04d}", "tier": "enterprise", "cell": f"ded{i:02d}",
-                            "email": f"ops@ent{i:04d}.example"})
+            tenants.append(
+                {"id": f"ent{i:04d}", "tier": "enterprise", "cell": f"ded{i:02d}", "email": f"ops@ent{i:04d}.example"}
+            )
         else:
-            tenants.append({"id": f"t{i:04d}", "tier": "premium" if i % 4 == 0 else "basic",
-                            "region": primaries[i % len(primaries)], "email": f"admin@t{i:04d}.example"})
+            tenants.append(
+                {
+                    "id": f"t{i:04d}",
+                    "tier": "premium" if i % 4 == 0 else "basic",
+                    "region": primaries[i % len(primaries)],
+                    "email": f"admin@t{i:04d}.example",
+                }
+            )
     cfg["stamps:tenants"] = tenants
     return doc
 

@@ -7,7 +7,9 @@ import pulumi_azure_native as azure
 
 from stamps.components.cell import Shared
 from stamps.components.global_layer import Global, TrafficRouting
+from stamps.components.monitoring import Monitoring
 from stamps.components.regional import Region
+from stamps.components.tenants import API_PATH, TenantAccess
 from stamps.config.loader import load_environment, read_pulumi_config
 from stamps.environment import Environment
 
@@ -36,20 +38,36 @@ def build(env: Environment) -> dict[str, object]:
         entry_ip_ids={r: regions[r].public_ip.id for r in env.deployed_regions},
         workspace_id=glob.workspace.id,
     )
+    # APIM reaches CELLs by the cells host name, a CNAME to Traffic Manager: a failover needs no APIM change,
+    # and the App Gateway certificate covers the name APIM validates.
+    tenants = TenantAccess("tenants", env, glob.resource_group.name, glob.apim.name,
+                           cells_host=env.config.tls.cells_host_name)
+    # Alerts (global, per region, per CELL instance) and dashboards over the resources declared above.
+    Monitoring("monitoring", env, glob, routing, regions)
     pulumi.export("activeRegion", env.active_region)
     pulumi.export("frontDoorHost", routing.endpoint_host)
     pulumi.export("trafficManagerProfileId", routing.traffic_manager.id)
     pulumi.export("apimGatewayUrl", glob.apim.gateway_url)
     pulumi.export("workspaceId", glob.workspace.id)
     pulumi.export("tenantCells", dict(env.tenant_cells))
+    # What ops needs to find a tenant's APIM objects; subscription keys are never exported.
+    pulumi.export("apimServiceName", glob.apim.name)
+    pulumi.export("tenantApiUrl", pulumi.Output.concat(glob.apim.gateway_url, "/", API_PATH))
+    pulumi.export("tenantRoutingNamedValues", tenants.routing_names)
+    pulumi.export("tenantAccess", tenants.tenant_index)
     pulumi.export("cells", {
         c.instance.key: {"cell": c.instance.name, "region": c.instance.region, "role": c.instance.role,
                          "appId": c.app.id, "databaseId": c.database.id, "fqdn": c.fqdn}
         for r in regions.values() for c in r.cells
     })
-    return {"global": glob, "regions": regions, "routing": routing}
+    return {"global": glob, "regions": regions, "routing": routing, "tenants": tenants}
 
 
 def run() -> None:
+    from stamps import speedup
+
+    # Before any resource exists: registration of azure-native resources is ~10x cheaper with it, and the
+    # engine receives the same requests (tests/test_speedup.py); it switches itself off on unchecked SDKs.
+    speedup.enable()
     env = load_environment(pulumi.get_project(), pulumi.get_stack(), read_pulumi_config())
     build(env)

@@ -17,6 +17,10 @@ Usage (context manager)::
         ...
         assert arm.requests[-1].header("Authorization") == f"Bearer {arm.access_token}"
 
+Other ARM reads: ``arm.set_resource(resource_id, body)`` serves a GET of one resource (or an error with
+``status=``), ``arm.set_collection(path, items, page_size=2)`` a paged list, ``add_route`` anything else
+(e.g. a POST query).
+
 or as a pytest fixture: ``from tests.fake_arm import fake_arm_fixture  # noqa: F401`` in a test module
 (or ``pytest_plugins = ["tests.fake_arm"]`` in the root conftest) and request ``fake_arm``; the fixture
 also exports the managed-identity variables and clears service-principal ones via ``monkeypatch``.
@@ -141,6 +145,14 @@ class _Failure:
     body: Any
 
 
+@dataclass
+class _Stored:
+    status: int
+    body: Any
+    items: list[Any] | None  # a collection: served as {"value": [...]} (paged when page_size is set)
+    page_size: int | None
+
+
 _Route = tuple[str, re.Pattern[str], Callable[[RecordedRequest], FakeResponse]]
 
 
@@ -165,6 +177,7 @@ class FakeArm:
         self._failures: list[_Failure] = []
         self._token_failures: list[_Failure] = []
         self._routes: list[_Route] = []
+        self._resources: dict[str, _Stored] = {}
         self._tmpdir: Path | None = None
         self._arm: ThreadingHTTPServer | None = None
         self._token: ThreadingHTTPServer | None = None
@@ -304,6 +317,31 @@ class FakeArm:
         with self._lock:
             self._routes.append((method.upper(), re.compile(path_pattern, re.IGNORECASE), func))
 
+    def set_resource(self, path: str, body: Any, *, status: int = 200) -> None:
+        """Serve ``GET path`` (an ARM id, matched case-insensitively, any query) with ``body``.
+
+        Setting the same path again replaces it; ``status`` other than 200 serves ``body`` as that error
+        (e.g. 404 with an ARM error body). Custom routes (``add_route``) are checked first.
+        """
+        with self._lock:
+            self._resources[_norm_path(path)] = _Stored(status, body, None, None)
+
+    def set_collection(self, path: str, items: Sequence[Any], *, page_size: int | None = None) -> None:
+        """Serve ``GET path`` as an ARM list: ``{"value": [...]}``; with ``page_size``, in pages linked by
+        ``nextLink`` (an absolute URL on this server carrying ``$skiptoken``), as ARM pages large lists."""
+        with self._lock:
+            self._resources[_norm_path(path)] = _Stored(200, None, list(items), page_size)
+
+    def remove_resource(self, path: str) -> None:
+        with self._lock:
+            self._resources.pop(_norm_path(path), None)
+
+    def requests_to(self, path: str, method: str | None = None) -> list[RecordedRequest]:
+        """The ARM requests whose path equals ``path`` (case-insensitive), optionally of one method."""
+        key = _norm_path(path)
+        return [r for r in list(self.requests)
+                if _norm_path(r.path) == key and (method is None or r.method == method.upper())]
+
     def metric_requests(self) -> list[RecordedRequest]:
         """The ARM requests that hit the metrics endpoint, in arrival order."""
         return [r for r in list(self.requests) if _METRICS_PATH.match(r.path)]
@@ -374,10 +412,26 @@ class FakeArm:
             if method == req.method and pattern.fullmatch(req.path):
                 return func(req)
 
+        with self._lock:
+            stored = self._resources.get(_norm_path(req.path)) if req.method == "GET" else None
+        if stored is not None:
+            return self._stored_response(req, stored)
+
         match = _METRICS_PATH.match(req.path)
         if req.method == "GET" and match:
             return self._metrics_response(match.group("rid"), req.query)
         return FakeResponse(404, {"error": {"code": "NotFound", "message": f"no fake route for {req.path}"}})
+
+    def _stored_response(self, req: RecordedRequest, stored: _Stored) -> FakeResponse:
+        if stored.items is None:
+            return FakeResponse(stored.status, stored.body)
+        start = int(req.query.get("$skiptoken") or 0)
+        size = stored.page_size or max(len(stored.items), 1)
+        page: dict[str, Any] = {"value": stored.items[start:start + size]}
+        if start + size < len(stored.items):
+            page["nextLink"] = (f"{self.base_url}{req.path}?api-version={req.query.get('api-version', '')}"
+                                f"&$skiptoken={start + size}")
+        return FakeResponse(200, page)
 
     def _metrics_response(self, resource_id: str, query: Mapping[str, str]) -> FakeResponse:
         rid = _norm_path(resource_id)

@@ -6,7 +6,8 @@ import datetime as dt
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,10 @@ NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
 
 @lru_cache(maxsize=32)
 def _plan_text(text: str) -> Plan:
-    path = ROOT / ".stamps" / "test-plans" / f"Pulumi.{abs(hash(text))}.yaml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    try:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "Pulumi.prod.yaml"
+        path.write_text(text)
         return plan_stack(ROOT, "prod", path)
-    finally:
-        path.unlink(missing_ok=True)
 
 
 def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
@@ -308,10 +306,3 @@ def test_concurrent_playbook_is_refused(ops: Ops, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "failover" in err
     assert ops.text() == before
-
-
-@pytest.fixture(autouse=True)
-def _no_plan_files_left() -> Iterator[None]:
-    yield
-    leftovers = ROOT / ".stamps" / "test-plans"
-    assert not leftovers.exists() or not any(leftovers.iterdir())

@@ -493,8 +493,11 @@ def test_someone_elses_patch_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> N
     assert runtime_resource.prepare_aliases is other_prepare_aliases
 
 
-def test_only_aliases_whose_urn_cannot_fail_are_deferred() -> None:
+def test_only_aliases_whose_urn_cannot_fail_are_deferred(monkeypatch: pytest.MonkeyPatch) -> None:
     # No Outputs here: they would be tracked in the SDK's process-global state and outlive this test.
+    # Inside a program the project and stack are set; other tests may have reset them, so pin them here.
+    monkeypatch.setattr(speedup.runtime_settings, "get_project", lambda: "project")
+    monkeypatch.setattr(speedup.runtime_settings, "get_stack", lambda: "stack")
     class LegacyAlias(pulumi.Alias):
         pass
 

@@ -1,4 +1,5 @@
 """The runbook's playbooks, one module each; every one changes the stack through `Context.apply`."""
 
 # Module names under ops.playbooks, each exposing `register(subparsers)`.
-PLAYBOOKS: tuple[str, ...] = ("onboard", "failover", "isolate", "restore", "release", "scale")
+PLAYBOOKS: tuple[str, ...] = ("onboard", "failover", "isolate", "restore", "release", "scale", "maintenance",
+                               "incident")

@@ -153,7 +153,7 @@ class TrafficRouting(StampsComponent):
         n = env.naming
         tags = env.tags("global", region="global")
         tm = env.config.traffic_manager
-        host_header = env.config.tls.host_name
+        host_header = env.config.tls.cells_host_name
 
         # --- Front Door ------------------------------------------------------------------------------------
         self.front_door = azure.cdn.Profile(

@@ -113,11 +113,19 @@ class SqlAdminsConfig(Section):
     principal_type: Literal["Group", "User", "Application"] = "Group"
 
 
+_HOST = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
+
+
 class TlsConfig(Section):
     """The App Gateway listener certificate: a Key Vault certificate in each regional vault."""
 
     certificate_name: str = Field("stamps-edge", pattern=r"^[A-Za-z0-9-]{1,127}$")
-    host_name: str = Field(max_length=253, pattern=r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$")
+    host_name: str = Field(max_length=253, pattern=_HOST, description="the public API host name")
+    cells_host_name: str = Field(
+        max_length=253, pattern=_HOST,
+        description="the name API Management and Front Door use to reach the regional App Gateways: a CNAME to "
+                    "the Traffic Manager FQDN, covered by the certificate, so TLS names match end to end",
+    )
 
 
 class TierConfig(Section):

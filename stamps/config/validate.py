@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from stamps.config.model import SQL_SKUS, StampsConfig
+from stamps.monitoring.catalog import check_overrides
 
 Problems = list[str]
 
@@ -122,6 +123,15 @@ def check_tenants(cfg: StampsConfig, out: Problems) -> None:
             )
 
 
+def check_tenant_emails(cfg: StampsConfig, out: Problems) -> None:
+    # Each tenant becomes an API Management user, and APIM wants user emails unique (case-insensitively).
+    emails = Counter(t.email.lower() for t in cfg.tenants)
+    for i, t in enumerate(cfg.tenants):
+        if emails[t.email.lower()] > 1:
+            out.append(f"stamps:tenants[{i}].email: {t.email!r} is used by another tenant; "
+                       "API Management users need distinct emails")
+
+
 def check_capacity(cfg: StampsConfig, out: Problems) -> None:
     load = Counter(t.cell for t in cfg.tenants if t.cell is not None)
     for i, c in enumerate(cfg.cells):
@@ -166,8 +176,15 @@ def check_misc(cfg: StampsConfig, out: Problems) -> None:
             out.append(f"stamps:tags.{k}: tag values are at most 256 characters")
 
 
+def check_alert_rules(cfg: StampsConfig, out: Problems) -> None:
+    # Override ids, windows and frequencies are checked against the alert catalog (`stamps alerts`).
+    out.extend(check_overrides(cfg))
+
+
 RULES: tuple[Callable[[StampsConfig, Problems], None], ...] = (
-    check_unique, check_regions, check_cells, check_tenants, check_capacity, check_kpis, check_misc,
+    check_unique, check_regions, check_cells, check_tenants, check_tenant_emails, check_capacity, check_kpis,
+    check_misc,
+    check_alert_rules,
 )
 
 

@@ -43,6 +43,8 @@ ARM_IDS: dict[str, str] = {
         _P + "Microsoft.ApiManagement/service/{serviceName}/namedValues/{namedValueId}",
     "azure-native:apimanagement:Backend": _P + "Microsoft.ApiManagement/service/{serviceName}/backends/{backendId}",
     "azure-native:apimanagement:Api": _P + "Microsoft.ApiManagement/service/{serviceName}/apis/{apiId}",
+    "azure-native:apimanagement:ApiOperation":
+        _P + "Microsoft.ApiManagement/service/{serviceName}/apis/{apiId}/operations/{operationId}",
     "azure-native:apimanagement:ApiPolicy":
         _P + "Microsoft.ApiManagement/service/{serviceName}/apis/{apiId}/policies/{policyId}",
     "azure-native:apimanagement:Policy": _P + "Microsoft.ApiManagement/service/{serviceName}/policies/{policyId}",
@@ -81,6 +83,10 @@ ARM_IDS: dict[str, str] = {
     "azure-native:monitor:ScheduledQueryRule": _P + "Microsoft.Insights/scheduledQueryRules/{ruleName}",
     "azure-native:portal:Dashboard": _P + "Microsoft.Portal/dashboards/{dashboardName}",
 }
+
+
+# The wire encoding of a secret value (pulumi/runtime/rpc.py): the SDK deserializes it as a secret Output.
+_SIG_KEY, _SECRET_SIG = "4dabf18193072939515e22adb298388d", "1b47061264138c4ac30d75fd1eb44270"
 
 
 def _uuid(*parts: str) -> str:
@@ -158,6 +164,11 @@ class AzureMocks(pulumi.runtime.Mocks):
             return {"primaryEndpoints": {"blob": f"https://{name}.blob.core.windows.net/"}}
         if typ == "azure-native:cosmosdb:DatabaseAccount":
             return {"documentEndpoint": f"https://{name}.documents.azure.com:443/"}
+        if typ == "azure-native:apimanagement:Subscription":
+            # ARM generates the keys; they are secrets (the provider schema does not mark them, so the
+            # program adds additionalSecretOutputs and the mock answers with secret values too).
+            return {k: {_SIG_KEY: _SECRET_SIG, "value": f"mock-{k}-{_short(rid, k)}"}
+                    for k in ("primaryKey", "secondaryKey")}
         if typ == "azure-native:apimanagement:ApiManagementService":
             return {"gatewayUrl": f"https://{name}.azure-api.net", "identity": principal}
         if typ == "azure-native:network:PublicIPAddress":

@@ -1,0 +1,547 @@
+"""The data-movement engine: bulk copy, delta copy, verification and purge of one tenant.
+
+Guarantees:
+
+* **Bulk copy** (writes still live): batches are read in keyset order (``pk > high-water mark
+  ORDER BY pk LIMIT n``) and each is committed to the target in its own transaction, then
+  reported (``BatchEvent``) so the journal can record the high-water mark and the running
+  checksum of exactly what was copied. Writes are insert-if-absent (SQLite/PostgreSQL
+  ``ON CONFLICT (pk) DO NOTHING``, SQL Server: skip keys already present); PostgreSQL→PostgreSQL
+  batches travel as ``COPY … TO STDOUT`` / ``COPY … FROM STDIN`` with their checksum taken in
+  the same REPEATABLE READ snapshot. On (re)start, rows the target already holds past the
+  recorded mark (a batch committed just before a crash, before the journal was written, or a
+  re-run without journal) are first reconciled key by key against the source (insert missing,
+  update changed, delete vanished), so "target ≡ rows as read" and the recorded checksum stay
+  exact and nothing is duplicated. Rows changed *behind* the mark while the copy runs are not
+  chased: that is the delta's job.
+* **Delta copy** (writes frozen): makes the target's in-scope rows equal to the source's.
+  Pass 1, parents first, walks the whole source keyset in ranges, compares each range (range
+  checksums computed by both servers on PostgreSQL, per-row hashes otherwise) and inserts
+  missing rows / updates changed ones; pass 2, children first, deletes target keys the source
+  no longer has (also beyond the source's last key). Exact only if nothing writes the tenant's
+  source rows while it runs (the freeze); idempotent and restartable per table.
+* **Verification** is independent of the copy: ``verify()`` re-reads both sides;
+  ``verify_snapshot()`` re-reads the target and compares it with the bulk copy's checksums.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import queue
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ops.migration.checksum import PG_MD5, Checksum, checksum_method
+from ops.migration.db import as_engine
+from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
+from ops.migration.errors import PurgeRefusedError
+from ops.migration.progress import BatchCallback, BatchEvent, ProgressDisplay
+from ops.migration.rows import Key, TableIO, is_raw_pair, uses_pg_copy
+from ops.migration.verify import TableVerification, VerificationReport, utcnow
+
+DEFAULT_BATCH_SIZE = 5000
+
+
+@dataclass
+class TableCopyState:
+    """Bulk-copy progress of one table; what the journal persists per table."""
+
+    high_water_mark: Key | None = None
+    checksum: Checksum = field(default_factory=Checksum)
+    done: bool = False
+
+
+@dataclass
+class DeltaState:
+    """Delta-copy progress of one table (pass 1 resumes from ``high_water_mark``)."""
+
+    high_water_mark: Key | None = None
+    upserted: bool = False
+    done: bool = False
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    checksum: Checksum = field(default_factory=Checksum)
+
+
+def _noop(_event: BatchEvent) -> None:
+    return None
+
+
+@dataclass
+class _Batch:
+    """One source batch, read and checksummed, waiting to be written: rows or COPY text."""
+
+    lo: Key | None
+    hi: Key
+    checksum: Checksum
+    rows: list[Any] = field(default_factory=list)
+    buf: io.StringIO | None = None
+
+
+_DONE = object()
+
+
+def _prefetch(batches: Iterator[_Batch], depth: int = 2) -> Iterator[_Batch]:
+    """Run ``batches`` in a worker thread, ``depth`` items ahead; errors surface in the consumer."""
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            q.put(exc)
+
+    worker = threading.Thread(target=produce, name="migration-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()  # consumer failed or finished: let the reader exit instead of blocking on put
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+            worker.join(timeout=0.05)
+
+
+class TenantDataMover:
+    """Moves one tenant's rows from a shared database to a dedicated one.
+
+    ``source``/``target``: SQLAlchemy URLs or Engines (SQLite, PostgreSQL, SQL Server via
+    mssql+pyodbc). The plan is discovered lazily by reflection of the source.
+    """
+
+    def __init__(
+        self,
+        source: str | sa.URL | Engine,
+        target: str | sa.URL | Engine,
+        tenant_id: Any,
+        *,
+        tenant_column: str = "tenant_id",
+        schema: str | None = None,
+        exclude: Iterable[str] = (),
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: bool | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        self.source = as_engine(source)
+        self.target = as_engine(target)
+        self.tenant_id = tenant_id
+        self.tenant_column = tenant_column
+        self.schema = schema
+        self.exclude = tuple(exclude)
+        self.batch_size = batch_size
+        self.progress = progress
+        self.raw = is_raw_pair(self.source, self.target)
+        self.pg_copy = uses_pg_copy(self.source, self.target)
+        self.method = checksum_method(self.source.dialect.name, self.target.dialect.name)
+        self._plan: MigrationPlan | None = None
+        self._io: dict[str, tuple[TableIO, TableIO]] = {}
+        self._prepared = False
+
+    # ------------------------------------------------------------------ plan & schema
+
+    @property
+    def plan(self) -> MigrationPlan:
+        if self._plan is None:
+            self._plan = discover(
+                self.source, tenant_column=self.tenant_column, schema=self.schema, exclude=self.exclude
+            )
+        return self._plan
+
+    def prepare_target(self) -> list[str]:
+        """Create missing tables in the target, check existing ones; returns created table names."""
+        created = ensure_target_schema(self.plan, self.target, self.source.dialect.name)
+        self._io.clear()  # typed target tables must be re-reflected after DDL
+        self._prepared = True
+        return created
+
+    def _pair(self, tp: TablePlan) -> tuple[TableIO, TableIO]:
+        pair = self._io.get(tp.fullname)
+        if pair is None:
+            kw: dict[str, Any] = {"tenant_id": self.tenant_id, "raw": self.raw}
+            pair = (TableIO(tp, self.source, **kw), TableIO(tp, self.target, **kw))
+            self._io[tp.fullname] = pair
+        return pair
+
+    def _snapshot(self) -> AbstractContextManager[Connection]:
+        # One consistent snapshot for "read rows + checksum them" on PostgreSQL; other dialects
+        # hash the rows they read, so a plain connection suffices.
+        if self.source.dialect.name == "postgresql":
+            return self.source.connect().execution_options(isolation_level="REPEATABLE READ")
+        return self.source.connect()
+
+    def _display(self, phase: str, tables: Iterable[TablePlan]) -> tuple[ProgressDisplay, dict[str, int | None]]:
+        display = ProgressDisplay(self.progress)
+        totals: dict[str, int | None] = {}
+        if display.enabled:
+            with self.source.connect() as conn:
+                for tp in tables:
+                    totals[tp.fullname] = self._pair(tp)[0].count(conn)
+        return display, totals
+
+    # ------------------------------------------------------------------ bulk copy
+
+    def bulk_copy(
+        self,
+        resume: Mapping[str, TableCopyState] | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> dict[str, TableCopyState]:
+        """Copy the tenant's rows (and reference tables) parents first; returns per-table state.
+
+        ``resume``: states from the journal; done tables are skipped, others continue after their
+        high-water mark. ``on_batch`` is called after every committed batch. Prepares the target
+        schema first if :meth:`prepare_target` was not called.
+        """
+        emit = on_batch or _noop
+        if not self._prepared:
+            self.prepare_target()
+        states = {tp.fullname: _copy_state(resume, tp.fullname) for tp in self.plan.tables}
+        display, totals = self._display("bulk_copy", self.plan.tables)
+        with display:
+            for tp in self.plan.tables:
+                state = states[tp.fullname]
+                if state.done:
+                    continue
+                display.start(f"copy {tp.fullname}", totals.get(tp.fullname))
+                self._bulk_table(tp, state, emit, display)
+                display.finish()
+        self.sync_sequences()
+        return states
+
+    def _bulk_table(self, tp: TablePlan, state: TableCopyState, emit: BatchCallback, display: ProgressDisplay) -> None:
+        tgt = self._pair(tp)[1]
+        n = self.batch_size
+
+        def record(cs: Checksum, hi: Key) -> None:
+            state.checksum += cs
+            state.high_water_mark = hi
+            display.advance(cs.count)
+            emit(BatchEvent("bulk_copy", tp.fullname, cs.count, hi, state.checksum))
+
+        # 1. A batch may have been committed to the target but not journaled before a crash:
+        #    reconcile everything the target holds past the mark against the current source.
+        with self.target.connect() as tc:
+            tail = tgt.last_key(tc, state.high_water_mark)
+        while tail is not None:
+            with self.target.connect() as tc:
+                keys = tgt.fetch_keys(tc, state.high_water_mark, tail, n)
+            if not keys:
+                break
+            cs, _stats = self._sync_range(tp, state.high_water_mark, keys[-1], deletes=True)
+            record(cs, keys[-1])
+
+        # 2. Plain keyset batches. Reading (and checksumming) the next batch from the source runs
+        #    in a helper thread while this one writes the current batch to the target: the two
+        #    databases work in parallel and the drivers release the GIL while they wait.
+        for batch in _prefetch(self._read_batches(tp, state.high_water_mark)):
+            with self.target.begin() as tc:
+                if batch.buf is not None:
+                    tgt.copy_in(tc, batch.buf)
+                else:
+                    tgt.insert_missing(tc, batch.rows, batch.lo, batch.hi)
+            record(batch.checksum, batch.hi)
+        state.done = True
+        emit(BatchEvent("bulk_copy", tp.fullname, 0, state.high_water_mark, state.checksum, done=True))
+
+    def _read_batches(self, tp: TablePlan, lo: Key | None) -> Iterator[_Batch]:
+        src = self._pair(tp)[0]
+        n = self.batch_size
+        while True:
+            if self.pg_copy:
+                # Bound, rows and checksum from one snapshot, so the checksum describes exactly
+                # the rows shipped even while the tenant keeps writing.
+                with self._snapshot() as sc, sc.begin():
+                    hi = src.batch_end(sc, lo, n)
+                    if hi is None:
+                        return
+                    buf = src.copy_out(sc, lo, hi)
+                    cs = src.checksum_range(sc, self.method, lo, hi, n)
+                yield _Batch(lo, hi, cs, buf=buf)
+            else:
+                with self._snapshot() as sc, sc.begin():
+                    rows = src.fetch_rows(sc, lo, None, n)
+                    if not rows:
+                        return
+                    hi = src.key_of(rows[-1])
+                    # pg-md5 pairs on a driver without COPY support still need server checksums.
+                    cs = (
+                        src.checksum_range(sc, PG_MD5, lo, hi, n)
+                        if self.method == PG_MD5
+                        else src.hasher.checksum(rows)
+                    )
+                yield _Batch(lo, hi, cs, rows=rows)
+            if cs.count < n:
+                return
+            lo = hi
+
+    def _sync_range(
+        self, tp: TablePlan, lo: Key | None, hi: Key | None, *, deletes: bool
+    ) -> tuple[Checksum, dict[str, int]]:
+        """Make target rows with lo < key <= hi equal to the source's; returns the source checksum."""
+        src, tgt = self._pair(tp)
+        with self._snapshot() as sc, sc.begin():
+            src_rows = src.fetch_rows(sc, lo, hi)
+            cs = (
+                src.checksum_range(sc, PG_MD5, lo, hi, self.batch_size)
+                if self.method == PG_MD5
+                else src.hasher.checksum(src_rows)
+            )
+        stats = {"inserted": 0, "updated": 0, "deleted": 0}
+        with self.target.begin() as tc:
+            tgt_rows = tgt.fetch_rows(tc, lo, hi)
+            tgt_hash = dict(zip(map(tgt.key_of, tgt_rows), tgt.hasher.hashes(tgt_rows), strict=True))
+            inserts, updates, seen = [], [], set()
+            for r, h in zip(src_rows, src.hasher.hashes(src_rows), strict=True):
+                k = src.key_of(r)
+                seen.add(k)
+                th = tgt_hash.get(k)
+                if th is None:
+                    inserts.append(r)
+                elif th != h:
+                    updates.append(r)
+            tgt.insert_missing(tc, inserts, lo, hi)
+            tgt.update_rows(tc, updates)
+            stats["inserted"], stats["updated"] = len(inserts), len(updates)
+            if deletes:
+                stats["deleted"] = tgt.delete_keys(tc, [k for k in tgt_hash if k not in seen])
+        return cs, stats
+
+    # ------------------------------------------------------------------ delta copy
+
+    def delta_copy(
+        self,
+        resume: Mapping[str, DeltaState] | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> dict[str, DeltaState]:
+        """After the freeze: make the target equal to the source (inserts, updates, deletes)."""
+        emit = on_batch or _noop
+        states = {tp.fullname: _delta_state(resume, tp.fullname) for tp in self.plan.tables}
+        display, totals = self._display("delta", self.plan.tables)
+        with display:
+            for tp in self.plan.tables:  # pass 1: parents first, so inserted children find parents
+                state = states[tp.fullname]
+                if not state.upserted:
+                    display.start(f"delta {tp.fullname}", totals.get(tp.fullname))
+                    self._delta_upsert(tp, state, emit, display)
+                    display.finish()
+            for tp in reversed(self.plan.tables):  # pass 2: children first, so deletes never orphan
+                state = states[tp.fullname]
+                if not state.done:
+                    self._delta_delete(tp, state, emit)
+        self.sync_sequences()
+        return states
+
+    def _delta_upsert(self, tp: TablePlan, state: DeltaState, emit: BatchCallback, display: ProgressDisplay) -> None:
+        src, tgt = self._pair(tp)
+        n = self.batch_size
+        while True:
+            with self.source.connect() as sc:
+                keys = src.fetch_keys(sc, state.high_water_mark, None, n)
+            if not keys:
+                break
+            lo, hi = state.high_water_mark, keys[-1]
+            stats = {"inserted": 0, "updated": 0, "deleted": 0}
+            if self.method == PG_MD5:
+                # Per-range checksums computed by both servers: unchanged ranges never leave them.
+                with self.source.connect() as sc, sc.begin():
+                    cs = src.checksum_range(sc, PG_MD5, lo, hi, n)
+                with self.target.connect() as tc, tc.begin():
+                    same = tgt.checksum_range(tc, PG_MD5, lo, hi, n) == cs
+                if not same:
+                    cs, stats = self._sync_range(tp, lo, hi, deletes=False)
+            else:
+                cs, stats = self._sync_range(tp, lo, hi, deletes=False)
+            state.high_water_mark = hi
+            state.checksum += cs
+            state.inserted += stats["inserted"]
+            state.updated += stats["updated"]
+            display.advance(cs.count)
+            emit(BatchEvent("delta_upsert", tp.fullname, cs.count, hi, state.checksum, stats=stats))
+            if len(keys) < n:
+                break
+        state.upserted = True
+        emit(BatchEvent("delta_upsert", tp.fullname, 0, state.high_water_mark, state.checksum, done=True))
+
+    def _delta_delete(self, tp: TablePlan, state: DeltaState, emit: BatchCallback) -> None:
+        src, tgt = self._pair(tp)
+        n = self.batch_size
+        lo: Key | None = None
+        deleted = 0
+        while True:
+            with self.source.connect() as sc:
+                keys = src.fetch_keys(sc, lo, None, n)
+            hi = keys[-1] if len(keys) == n else None  # None: last range runs to the end of the target
+            with self.target.begin() as tc:
+                wanted = set(keys)
+                extra = [k for k in tgt.fetch_keys(tc, lo, hi) if k not in wanted]
+                deleted += tgt.delete_keys(tc, extra)
+            if extra:
+                emit(BatchEvent("delta_delete", tp.fullname, len(extra), hi, stats={"deleted": len(extra)}))
+            if hi is None:
+                break
+            lo = hi
+        state.deleted = deleted
+        state.done = True
+        emit(BatchEvent("delta_delete", tp.fullname, 0, None, state.checksum, done=True, stats={"deleted": deleted}))
+
+    # ------------------------------------------------------------------ verification
+
+    def _checksum(self, engine: Engine, tp: TablePlan) -> Checksum:
+        io_ = self._pair(tp)[0 if engine is self.source else 1]
+        with engine.connect() as conn, conn.begin():
+            return io_.checksum_range(conn, self.method, None, None, max(self.batch_size, 10_000))
+
+    def verify(self, *, raise_on_mismatch: bool = True, on_batch: BatchCallback | None = None) -> VerificationReport:
+        """Final verification: tenant rows in the live source vs the target, table by table.
+
+        Both sides are read concurrently (two threads: the databases do most of the work while
+        the other side's rows are hashed). Raises VerificationError naming the tables that differ.
+        """
+        emit = on_batch or _noop
+        started = utcnow()
+        results = []
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for tp in self.plan.tables:
+                fut_src = pool.submit(self._checksum, self.source, tp)
+                fut_tgt = pool.submit(self._checksum, self.target, tp)
+                expected, actual = fut_src.result(), fut_tgt.result()
+                results.append(TableVerification(tp.fullname, tp.kind, expected, actual))
+                emit(BatchEvent("verify", tp.fullname, actual.count, None, actual, done=True))
+        report = VerificationReport("final", str(self.tenant_id), self.method, tuple(results), started)
+        return report.raise_for_mismatch() if raise_on_mismatch else report
+
+    def verify_snapshot(
+        self,
+        expected: Mapping[str, Checksum],
+        *,
+        raise_on_mismatch: bool = True,
+        on_batch: BatchCallback | None = None,
+    ) -> VerificationReport:
+        """Pre-freeze verification: the target vs the checksums the bulk copy recorded.
+
+        Reads only the target, so live writes to the source cannot cause false alarms; it proves
+        the copy landed intact (nothing lost, duplicated or altered on the way).
+        """
+        emit = on_batch or _noop
+        started = utcnow()
+        results = []
+        for tp in self.plan.tables:
+            if tp.fullname not in expected:
+                raise KeyError(f"no bulk-copy checksum recorded for table {tp.fullname!r}")
+            actual = self._checksum(self.target, tp)
+            results.append(TableVerification(tp.fullname, tp.kind, expected[tp.fullname], actual))
+            emit(BatchEvent("verify", tp.fullname, actual.count, None, actual, done=True))
+        report = VerificationReport("snapshot", str(self.tenant_id), self.method, tuple(results), started)
+        return report.raise_for_mismatch() if raise_on_mismatch else report
+
+    # ------------------------------------------------------------------ purge
+
+    def purge_source(self, final_report: VerificationReport, on_batch: BatchCallback | None = None) -> dict[str, int]:
+        """Delete the tenant's rows from the source, children first. Reference tables are kept.
+
+        Refused unless ``final_report`` is a passing *final* verification of this tenant covering
+        exactly the plan's tables, computed with this mover's checksum method, and the source still
+        has exactly the checksums recorded in it (a write that reached the old cell after the
+        verification would otherwise be destroyed).
+        """
+        emit = on_batch or _noop
+        names = {tp.fullname for tp in self.plan.tables}
+        if final_report.kind != "final" or not final_report.ok:
+            raise PurgeRefusedError("purge requires a passing final verification report")
+        if final_report.tenant_id != str(self.tenant_id):
+            raise PurgeRefusedError(f"report is for tenant {final_report.tenant_id!r}, not {self.tenant_id!r}")
+        if {t.table for t in final_report.tables} != names or final_report.method != self.method:
+            raise PurgeRefusedError("report does not cover this plan's tables with this checksum method")
+        recorded = {t.table: t.expected for t in final_report.tables}
+        for tp in self.plan.tenant_tables:
+            now = self._checksum(self.source, tp)
+            if now != recorded[tp.fullname]:
+                raise PurgeRefusedError(
+                    f"source table {tp.fullname!r} changed since the final verification "
+                    f"({recorded[tp.fullname]} then, {now} now); refusing to delete"
+                )
+        deleted: dict[str, int] = {}
+        for tp in reversed(self.plan.tenant_tables):
+            src, _ = self._pair(tp)
+            total = 0
+            while True:
+                with self.source.begin() as conn:
+                    keys = src.fetch_keys(conn, None, None, self.batch_size)
+                    total += src.delete_keys(conn, keys)
+                if keys:
+                    emit(BatchEvent("purge", tp.fullname, len(keys), keys[-1]))
+                if len(keys) < self.batch_size:
+                    break
+            deleted[tp.fullname] = total
+        return deleted
+
+    # ------------------------------------------------------------------ sequences
+
+    def sync_sequences(self) -> None:
+        """Move target sequences/identities past the copied keys so the app's next insert works."""
+        dialect = self.target.dialect.name
+        if dialect == "postgresql":
+            with self.target.begin() as conn:
+                for tp in self.plan.tables:
+                    _pg_sync_sequences(conn, tp)
+        elif dialect == "mssql":
+            with self.target.begin() as conn:
+                for tp in self.plan.tables:
+                    cols = sa.inspect(conn).get_columns(tp.name, schema=tp.table.schema)
+                    if any(c.get("identity") for c in cols):
+                        # Without a new value CHECKIDENT raises the seed to the column's max if behind.
+                        conn.exec_driver_sql(f"DBCC CHECKIDENT ('{tp.fullname}') WITH NO_INFOMSGS")
+
+
+def _pg_sync_sequences(conn: Connection, tp: TablePlan) -> None:
+    q = conn.dialect.identifier_preparer
+    table = q.format_table(tp.table)
+    for col in tp.columns:
+        seq = conn.execute(
+            sa.text("SELECT pg_get_serial_sequence(:t, :c)"), {"t": table, "c": col}
+        ).scalar_one_or_none()
+        if seq is None:
+            continue
+        c = q.quote(col)
+        conn.exec_driver_sql(
+            f"SELECT setval('{seq}', m) FROM (SELECT max({c}) AS m FROM {table}) s "
+            f"WHERE m IS NOT NULL AND m > (SELECT last_value FROM {seq})"
+        )
+
+
+def _copy_state(resume: Mapping[str, TableCopyState] | None, name: str) -> TableCopyState:
+    prev = (resume or {}).get(name)
+    return TableCopyState(prev.high_water_mark, prev.checksum, prev.done) if prev else TableCopyState()
+
+
+def _delta_state(resume: Mapping[str, DeltaState] | None, name: str) -> DeltaState:
+    prev = (resume or {}).get(name)
+    if prev is None:
+        return DeltaState()
+    return DeltaState(**{f: getattr(prev, f) for f in DeltaState.__dataclass_fields__})

@@ -1,0 +1,54 @@
+"""Exceptions raised by the tenant migration engine and its journal."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ops.migration.verify import VerificationReport
+
+
+class MigrationError(Exception):
+    """Base class: anything the playbook should treat as "stop, the source is untouched"."""
+
+
+class DiscoveryError(MigrationError):
+    """The source schema cannot be migrated safely (no PK, FK cycle, orphaned child table, ...)."""
+
+
+class SchemaMismatchError(MigrationError):
+    """The target already has a table whose shape is incompatible with the source table."""
+
+
+class VerificationError(MigrationError):
+    """Source and target disagree; carries the full report so the journal can record it."""
+
+    def __init__(self, report: VerificationReport) -> None:
+        self.report = report
+        bad = [t for t in report.tables if not t.ok]
+        detail = "; ".join(t.describe() for t in bad) or "no table compared"
+        super().__init__(f"{report.kind} verification failed for tenant {report.tenant_id!r}: {detail}")
+
+
+class PurgeRefusedError(MigrationError):
+    """Purge was asked for without a passing final verification of the same tenant and tables."""
+
+
+class JournalError(MigrationError):
+    """The journal is unreadable, belongs to another tenant, or no longer matches the schema."""
+
+
+class MigrationLockedError(JournalError):
+    """Another process holds the migration lock for this tenant."""
+
+    def __init__(self, tenant_id: str, lock_path: str, holder: dict[str, object] | None) -> None:
+        self.tenant_id = tenant_id
+        self.lock_path = lock_path
+        self.holder = holder or {}
+        who = (
+            f"pid {self.holder.get('pid', '?')} on {self.holder.get('host', '?')}, "
+            f"started {self.holder.get('started_at', '?')}"
+            if self.holder
+            else "an unidentified process"
+        )
+        super().__init__(f"migration of tenant {tenant_id!r} is already running ({who}); lock file {lock_path}")

@@ -1,0 +1,74 @@
+"""Small shared pieces of the read-mostly playbooks: atomic JSON files and status styling.
+
+State files (scaling records, incident logs) and reports are written with the same discipline as the
+stack file: a temp file in the same directory, fsync, `os.replace`, fsync of the directory. A reader (or a
+crash) never sees half a file, and a failed write leaves the previous version intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+__all__ = ["STATUS_ORDER", "STATUS_STYLE", "iso", "parse_iso", "read_json", "worst", "write_json_atomic"]
+
+# Check/step outcomes from best to worst; a report's overall status is the worst of its parts.
+STATUS_ORDER: Final[tuple[str, ...]] = ("ok", "skipped", "warn", "fail", "error")
+STATUS_STYLE: Final[dict[str, str]] = {
+    "ok": "green", "skipped": "dim", "warn": "yellow", "fail": "red", "error": "bold red",
+}
+
+
+def worst(statuses: list[str] | tuple[str, ...]) -> str:
+    return max(statuses, key=STATUS_ORDER.index, default="ok")
+
+
+def iso(stamp: dt.datetime) -> str:
+    """UTC, second precision, `Z` suffix: the one timestamp format of every report and state file."""
+    return stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+
+
+def write_json_atomic(path: Path, data: Any, *, mode: int = 0o640) -> None:
+    """Write `data` as indented JSON to `path` atomically (parents created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fchmod(fh.fileno(), mode)
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # persist the rename itself
+    finally:
+        os.close(dir_fd)
+
+
+def read_json(path: Path, default: Any) -> Any:
+    """The JSON in `path`, or `default` when the file does not exist; a corrupt file is an error."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return default
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it") from None

@@ -1,0 +1,177 @@
+"""Per-tenant API access through API Management: tier products, one tenant API, routing as data.
+
+Runbook: "Flexible Tenant Management Operations" and "Tenant Onboarding Automation". The runbook's
+per-subscription policy cannot exist (APIM has policy scopes global/product/API/operation only), so:
+- shared, once per environment: the `tenant-api` API (path `tenant`, HTTPS, subscription required) with
+  wildcard operations, its policy (tenant from subscription, `X-Tenant-ID` override, freeze, CELL routing),
+  the routing named value(s), and per tier a product, its limits policy and its link to the API;
+- per tenant exactly two resources: an APIM user and a subscription `tenant-<id>` to its tier's product.
+Subscription keys are secrets and are never exported; ops reads one at run time through the ARM
+`listSecrets` action of `.../service/<apimServiceName>/subscriptions/tenant-<id>` (in Python:
+`pulumi_azure_native.apimanagement.list_subscription_secrets`), using the exported names.
+"""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_azure_native as azure
+
+from stamps import apim_policy as policy
+from stamps.components.base import StampsComponent
+from stamps.environment import Environment
+
+API_ID, API_PATH = "tenant-api", "tenant"
+# Wildcard operations: without an operation APIM answers 404 before any policy runs. HEAD/OPTIONS are
+# left out on purpose; the tenant API is CRUD over HTTPS.
+OPERATION_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def routes(env: Environment) -> list[policy.Route]:
+    return [policy.Route(t.id, env.tenant_cells[t.id], t.frozen) for t in env.config.tenants]
+
+
+class TenantAccess(StampsComponent):
+    """API Management products, the tenant API and one user + subscription per tenant."""
+
+    def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
+                 service_name: pulumi.Input[str], cells_host: str,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("stamps:tenants:TenantAccess", name, opts)
+        am = azure.apimanagement
+        common = {"resource_group_name": resource_group_name, "service_name": service_name}
+
+        # --- Routing map: data, so moving or freezing a tenant changes one named value -------------------
+        values = policy.routing_values(routes(env))
+        names = policy.routing_value_names(len(values))
+        self.routing_values = [
+            am.NamedValue(
+                self.child(nv),
+                named_value_id=nv,
+                display_name=nv,
+                value=value,
+                secret=False,  # tenant and CELL names only; readable in the portal during incidents
+                tags=["stamps", "tenant-routing"],
+                opts=self.opts(),
+                **common,
+            )
+            for nv, value in zip(names, values, strict=True)
+        ]
+
+        # --- The tenant API ------------------------------------------------------------------------------
+        self.api = am.Api(
+            self.child("api"),
+            api_id=API_ID,
+            display_name="Tenant API",
+            description="Every tenant's entry point; the policy routes each subscription to its tenant's CELL.",
+            path=API_PATH,
+            protocols=[am.Protocol.HTTPS],
+            api_type=am.ApiType.HTTP,
+            subscription_required=True,
+            subscription_key_parameter_names=am.SubscriptionKeyParameterNamesContractArgs(
+                header="Ocp-Apim-Subscription-Key", query="subscription-key"
+            ),
+            opts=self.opts(),
+            **common,
+        )
+        for method in OPERATION_METHODS:
+            am.ApiOperation(
+                self.child(f"op-{method.lower()}"),
+                api_id=self.api.name,
+                operation_id=f"{method.lower()}-all",
+                display_name=f"{method} /*",
+                method=method,
+                url_template="/*",
+                opts=self.opts(),
+                **common,
+            )
+        cell_base_url = f"https://{cells_host}/cells/"
+        self.api_policy = am.ApiPolicy(
+            self.child("api-policy"),
+            api_id=self.api.name,
+            policy_id="policy",
+            format=am.PolicyContentFormat.XML,
+            value=policy.api_policy(cell_base_url, names),
+            # APIM rejects a policy that references a named value that does not exist yet.
+            opts=self.opts(depends_on=self.routing_values),
+            **common,
+        )
+
+        # --- One product per tier, with its per-subscription limits --------------------------------------
+        self.products: dict[str, am.Product] = {}
+        for tier in env.config.tiers:
+            pid = policy.product_id(tier.name)
+            product = am.Product(
+                self.child(f"product-{tier.name}"),
+                product_id=pid,
+                display_name=f"{tier.name} ({tier.model} CELL)",
+                description=f"{tier.calls_per_hour} calls/hour and {tier.calls_per_day} calls/day per subscription.",
+                subscription_required=True,
+                # Subscriptions are provisioned by this program, never requested through the portal.
+                approval_required=False,
+                state=am.ProductState.PUBLISHED,
+                opts=self.opts(),
+                **common,
+            )
+            am.ProductPolicy(
+                self.child(f"product-{tier.name}-policy"),
+                product_id=product.name,
+                policy_id="policy",
+                format=am.PolicyContentFormat.XML,
+                value=policy.product_policy(tier.calls_per_hour, tier.calls_per_day),
+                opts=self.opts(),
+                **common,
+            )
+            am.ProductApi(
+                self.child(f"product-{tier.name}-api"),
+                product_id=product.name,
+                api_id=self.api.name,
+                opts=self.opts(),
+                **common,
+            )
+            self.products[tier.name] = product
+
+        # --- Per tenant: a user and its subscription (exactly two resources) -----------------------------
+        self.subscriptions: dict[str, am.Subscription] = {}
+        for t in env.config.tenants:
+            user = am.User(
+                self.child(f"user-{t.id}"),
+                user_id=policy.user_id(t.id),
+                email=t.email,
+                first_name="Tenant",
+                last_name=t.id,
+                note=f"stamps tenant {t.id}",
+                state=am.UserState.ACTIVE,
+                notify=False,
+                opts=self.opts(),
+                **common,
+            )
+            self.subscriptions[t.id] = am.Subscription(
+                self.child(f"sub-{t.id}"),
+                sid=policy.subscription_id(t.id),
+                display_name=f"{t.id} - {t.tier} tier",
+                scope=self.products[t.tier].id,
+                owner_id=user.id,
+                state=am.SubscriptionState.ACTIVE,
+                allow_tracing=False,  # tracing would expose policy internals to the tenant
+                # The provider does not mark the generated keys secret; without this they sit in plain
+                # text in the stack state.
+                opts=self.opts(additional_secret_outputs=["primaryKey", "secondaryKey"]),
+                **common,
+            )
+
+        self.tenant_index: dict[str, dict[str, object]] = {
+            t.id: {
+                "subscriptionId": policy.subscription_id(t.id),
+                "userId": policy.user_id(t.id),
+                "productId": policy.product_id(t.tier),
+                "cell": env.tenant_cells[t.id],
+                "frozen": t.frozen,
+            }
+            for t in env.config.tenants
+        }
+        self.routing_names = names
+        self.register_outputs({
+            "apiId": self.api.id,
+            "routingNamedValues": names,
+            "tenants": self.tenant_index,
+        })
