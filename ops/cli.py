@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None, *, runner_factory: RunnerFactory = d
         ctx = Context(project_dir=project_dir, stack=args.stack, dry_run=args.dry_run, runner=runner,
                       console=console, actor=args.actor or default_actor(),
                       force=bool(getattr(args, "force", False)), **seams)
-        if args.dry_run:
+        # Long playbooks (migrate) lock the stack around each of their updates instead.
+        if args.dry_run or not getattr(args, "lock_stack", True):
             return int(args.func(ctx, args))
         # One playbook at a time per stack: a second one is refused, never interleaved.
         with stack_lock(project_dir, args.stack, holder=args.playbook):

@@ -50,6 +50,8 @@ def build(env: Environment) -> dict[str, object]:
     pulumi.export("apimGatewayUrl", glob.apim.gateway_url)
     pulumi.export("workspaceId", glob.workspace.id)
     pulumi.export("tenantCells", dict(env.tenant_cells))
+    pulumi.export("tenantDirectory", {"endpoint": glob.cosmos.document_endpoint, "database": "globaldb",
+                                      "container": "tenants"})
     # What ops needs to find a tenant's APIM objects; subscription keys are never exported.
     pulumi.export("apimServiceName", glob.apim.name)
     pulumi.export("tenantApiUrl", pulumi.Output.concat(glob.apim.gateway_url, "/", API_PATH))

@@ -16,7 +16,7 @@ from ops.arm import ArmReader
 from ops.azure_monitor import TM_ENDPOINT_STATE, RetrySettings
 from ops.cli import main
 from ops.playbooks.base import Context
-from ops.runner import OfflineRunner
+from ops.runner import AutomationRunner, OfflineRunner, RunnerError
 from stamps.environment import Environment
 from stamps.offline import Plan, plan_stack
 from tests.fake_arm import FakeArm, FakeResponse, RecordedRequest, RecordingTransport
@@ -200,8 +200,8 @@ def cli(project: Path, arm: FakeArm) -> Cli:
         return ArmReader(arm_endpoint=arm.base_url, retry=FAST,
                          transport=RecordingTransport(connection_verify=arm.ca_file))
 
-    def run(*argv: str) -> int:
-        return main(["maintenance", *argv, "--project-dir", str(project), "--runner", "offline"],
+    def run(*argv: str, runner_kind: str = "offline") -> int:
+        return main(["maintenance", *argv, "--project-dir", str(project), "--runner", runner_kind],
                     runner_factory=lambda *_: runner, arm_factory=reader, now=lambda: NOW)
 
     return run
@@ -366,6 +366,28 @@ def test_monthly_fails_on_direct_user_owner_suspended_replication_and_missing_me
 def test_dry_run_behaves_the_same_and_bad_out_is_refused(cli: Cli, world: World, tmp_path: Path) -> None:
     assert cli("weekly", "--dry-run") == 0
     assert cli("weekly", "--out", str(tmp_path)) == 2
+
+
+def test_dry_run_reads_the_deployed_stacks_outputs_not_the_plans(
+    cli: Cli, world: World, outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    asked: list[str] = []
+
+    def deployed(self: AutomationRunner) -> dict[str, Any]:
+        asked.append(self.stack_name)
+        return dict(outputs)
+
+    monkeypatch.setattr(AutomationRunner, "outputs", deployed)
+    assert cli("weekly", "--dry-run", runner_kind="automation") == 0
+    assert asked == ["prod"]
+
+    def no_cli(self: AutomationRunner) -> dict[str, Any]:
+        raise RunnerError("the Pulumi CLI was not found")
+
+    monkeypatch.setattr(AutomationRunner, "outputs", no_cli)
+    assert cli("weekly", "--dry-run", runner_kind="automation") == 0
+    assert "cannot read the deployed stack's outputs (the Pulumi CLI was not found)" in capsys.readouterr().out
 
 
 def test_arm_reader_never_follows_a_next_link_off_the_arm_endpoint(arm: FakeArm) -> None:

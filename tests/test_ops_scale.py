@@ -247,6 +247,15 @@ def test_high_cpu_scales_replicas_and_sql_up_then_a_rerun_changes_nothing_then_q
     assert len(runner.ups) == 2
     assert "at the baseline 3-10 / P2" in capsys.readouterr().out
 
+    # Someone edits the CELL by hand: their values become the new baseline and the record is dropped.
+    stack_file = project / "Pulumi.prod.yaml"
+    stack_file.write_text(stack_file.read_text().replace("replicas: {min: 3, max: 10}", "replicas: {min: 4, max: 10}"))
+    assert run("--once", now=t4) == 0
+    out = capsys.readouterr().out
+    assert "CELL banking's replicas/SKU were changed outside this playbook" in out
+    assert "banking: hold — quiet for 30 min; at the configured size" in out
+    assert "banking" not in state(project)["cells"]
+
 
 def test_quiet_cell_without_a_record_stays_at_its_configured_size(
     cli: tuple[Cli, list[RecordingTransport]], runner: RecordingRunner, arm: FakeArm, outputs: dict[str, Any],

@@ -72,6 +72,7 @@ class Context:
     metrics_factory: Callable[[], Any] | None = None
     arm_factory: Callable[[], Any] | None = None  # generic ARM reads (ops.arm.ArmReader)
     notifier_factory: Callable[[], Any] | None = None
+    directory_factory: Callable[[], Any] | None = None
     http_get: Callable[[str], int] | None = None
     sleep: Callable[[float], None] = lambda s: __import__("time").sleep(s)
     now: Callable[[], dt.datetime] = utcnow
@@ -121,6 +122,19 @@ class Context:
 
             self.arm_factory = lambda: ArmReader(arm_endpoint=os.environ.get("STAMPS_ARM_ENDPOINT"))
         return self.arm_factory()
+
+    def tenant_directory(self) -> Any:
+        """Cosmos DB when the stack is really deployed; a local stand-in when it is only planned offline."""
+        if self.directory_factory is None:
+            from ops.tenant_directory import CosmosTenantDirectory, LocalTenantDirectory
+
+            if isinstance(self.runner, OfflineRunner):
+                self.directory_factory = lambda: LocalTenantDirectory(self.state_dir / f"directory-{self.stack}.json")
+            else:
+                info = self.outputs().get("tenantDirectory") or {}
+                self.directory_factory = lambda: CosmosTenantDirectory(
+                    str(info["endpoint"]), database=str(info["database"]), container=str(info["container"]))
+        return self.directory_factory()
 
     def notifier(self) -> Any:
         if self.notifier_factory is None:

@@ -43,8 +43,7 @@ from ops.arm import subscription_of
 from ops.azure_monitor import AzureReadError
 from ops.notify import Incident, NotificationReport, Notifier, Severity
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, PlaybookError, show_result
-from ops.playbooks.scale import apply_lock
-from ops.reports import STATUS_STYLE, iso, read_json, worst, write_json_atomic
+from ops.reports import STATUS_STYLE, apply_lock, deployed_outputs, iso, read_json, worst, write_json_atomic
 from ops.runner import OfflineRunner, RunnerError
 from ops.stackconfig import StackLockedError
 from stamps.environment import Environment
@@ -415,7 +414,7 @@ def run_respond(ctx: Context, args: argparse.Namespace) -> int:
     arm = ctx.arm()
     try:
         try:
-            outputs = ctx.outputs()
+            outputs = deployed_outputs(ctx, args.runner)
         except RunnerError as err:
             outputs = {}
             ctx.console.print(f"  cannot read stack outputs: {escape(str(err))}", soft_wrap=True)

@@ -56,7 +56,7 @@ from ops.arm import API_VERSIONS as API
 from ops.arm import ArmReadError, subscription_of
 from ops.azure_monitor import TM_ENDPOINT_STATE, AzureReadError
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, Failed, PlaybookError
-from ops.reports import STATUS_STYLE, iso, worst, write_json_atomic
+from ops.reports import STATUS_STYLE, deployed_outputs, iso, worst, write_json_atomic
 from stamps.environment import Environment
 
 CERT_WARNING_DAYS: Final = 30  # the runbook's `+30 days`
@@ -402,7 +402,8 @@ def _run_check(check_id: str, title: str, fn: CheckFn, scope: Scope) -> Check:
         fn(scope, c)
     except AzureReadError as err:  # includes ArmReadError: this check could not read Azure; the others go on
         c.find("error", "azure", str(err))
-        c.settle(f"could not read Azure ({len(c.findings) - 1} findings before the failure)")
+        before = len(c.findings) - 1
+        c.settle("could not read Azure" + (f" ({before} findings before the failure)" if before else ""))
     return c
 
 
@@ -421,7 +422,7 @@ def show(ctx: Context, kind: str, checks: Sequence[Check], overall: str) -> None
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
-    outputs = ctx.outputs()
+    outputs = deployed_outputs(ctx, args.runner)
     tm = outputs.get("trafficManagerProfileId")
     if not tm:
         raise Failed("the stack has no trafficManagerProfileId output: deploy it before maintenance checks")

@@ -33,12 +33,10 @@ skipped with the reason; the others proceed; the exit code is then 1.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
-import json
-import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from rich.markup import escape
@@ -64,9 +62,10 @@ from ops.playbooks.base import (
     cell_path,
     find_cell,
 )
-from ops.reports import iso, parse_iso, read_json, write_json_atomic
+from ops.reports import apply_lock, deployed_outputs, iso, parse_iso, read_json, write_json_atomic
 from ops.runner import RunnerError
-from ops.stackconfig import StackConfigFile, StackLockedError, lock_path, stack_lock
+from ops.stackconfig import StackConfigFile, StackLockedError
+from stamps.config.errors import ConfigError
 from stamps.config.model import CellConfig, ScalingConfig
 from stamps.environment import CellInstance, Environment
 
@@ -76,29 +75,6 @@ MAX_REPLICAS: Final = 300  # Container Apps' maximum replicas per app (also the 
 STATE_VERSION: Final = 1
 
 Point = tuple[dt.datetime, float]
-
-
-# ------------------------------------------------------------------------------------------ locking
-
-
-def _lock_held_by_this_process(ctx: Context) -> bool:
-    try:
-        holder = json.loads(lock_path(ctx.project_dir, ctx.stack).read_text() or "null")
-    except (OSError, ValueError):
-        return False
-    return isinstance(holder, dict) and holder.get("pid") == os.getpid()
-
-
-@contextlib.contextmanager
-def apply_lock(ctx: Context, holder: str) -> Iterator[None]:
-    """The stack lock around one change, unless this process already holds it (the CLI takes it for a
-    whole run). Long-running playbooks (`scale --watch`, `incident respond`) register `lock_stack=False`
-    so a CLI that honours it leaves the lock free between changes and a failover is never blocked."""
-    if ctx.dry_run or _lock_held_by_this_process(ctx):
-        yield
-        return
-    with stack_lock(ctx.project_dir, ctx.stack, holder=holder):
-        yield
 
 
 # ------------------------------------------------------------------------------------------ readings
@@ -349,7 +325,7 @@ def _sku_down(sku: str, floor: str, ladder: Sequence[str]) -> str:
 # ------------------------------------------------------------------------------------------ state
 
 
-def state_path(ctx: Context) -> Any:
+def state_path(ctx: Context) -> Path:
     return ctx.state_dir / "scale" / f"{ctx.stack}.json"
 
 
@@ -384,7 +360,7 @@ def _record(ctx: Context, state: dict[str, Any], done: Sequence[Decision], now: 
     """Record the changes the stack file now holds (after a successful or failed update alike)."""
     try:
         env = ctx.environment()
-    except Exception:  # an unreadable file after a failed update: keep the old record rather than guess
+    except (PlaybookError, ConfigError):  # unreadable after a failed update: keep the old record, don't guess
         return
     on_disk = {c.name: c for c in env.cells}
     changed = False
@@ -422,14 +398,15 @@ def serving_instances(env: Environment, cell: CellConfig) -> list[CellInstance]:
     return [i for i in env.instances if i.name == cell.name and i.role == "primary"]
 
 
-def one_pass(ctx: Context, only: str | None) -> int:
+def one_pass(ctx: Context, only: str | None, runner_kind: str = "offline") -> int:
     env = ctx.environment()
     sc = env.config.scaling
     cells = [c for c in env.cells if only in (None, c.name)]
     state = _load_state(ctx)
+    recorded = set(state["cells"])
     now = ctx.now()
     start = now - dt.timedelta(minutes=sc.quiet_minutes)
-    outputs = (ctx.outputs().get("cells") or {})
+    outputs = deployed_outputs(ctx, runner_kind).get("cells") or {}
     reader = ctx.metrics()
     decisions: list[Decision] = []
     try:
@@ -443,13 +420,17 @@ def one_pass(ctx: Context, only: str | None) -> int:
         close = getattr(reader, "close", None)
         if callable(close):
             close()
+    if set(state["cells"]) != recorded and not ctx.dry_run:
+        write_json_atomic(state_path(ctx), state)  # records dropped after a manual edit stay dropped
     show_decisions(ctx, sc, decisions, now)
     todo = [d for d in decisions if d.changes]
     if todo:
         _apply(ctx, todo, now, state)
-    else:
-        ctx.console.print("[green]✓[/] no CELL needs a change")
-    return EXIT_FAILED if any(d.action == "error" for d in decisions) else EXIT_OK
+    unread = sum(d.action == "error" for d in decisions)
+    if not todo:
+        ctx.console.print("[green]✓[/] no CELL needs a change" if not unread else
+                          f"[yellow]![/] no change for the CELLs that could be read; {unread} could not be")
+    return EXIT_FAILED if unread else EXIT_OK
 
 
 def _apply(ctx: Context, todo: Sequence[Decision], now: dt.datetime, state: dict[str, Any]) -> None:
@@ -543,14 +524,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     if args.cell is not None:
         find_cell(ctx.environment(), args.cell, "--cell")
     if not args.watch:
-        return one_pass(ctx, args.cell)
+        return one_pass(ctx, args.cell, args.runner)
     worst = EXIT_OK
     iteration = 0
     while True:
         iteration += 1
         ctx.console.rule(f"scale pass {iteration}" + (f"/{args.max_iterations}" if args.max_iterations else ""))
         try:
-            worst = max(worst, one_pass(ctx, args.cell))
+            worst = max(worst, one_pass(ctx, args.cell, args.runner))
         except (RunnerError, StackLockedError, PlaybookError) as err:
             # A failed or refused update is reported and retried next pass; the watch keeps running.
             ctx.console.print(f"[red]✗[/] pass {iteration}: {escape(str(err))}", soft_wrap=True)
