@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
@@ -396,12 +396,16 @@ class FakeArm:
                 body = {"error": {"code": _error_code(failure.status), "message": "injected failure"}}
             return FakeResponse(failure.status, body, headers)
 
-        if req.header("Authorization") != f"Bearer {self.access_token}":
+        # Cosmos DB's data plane (`/dbs/...`) takes the Entra token as `type=aad&ver=1.0&sig=...`, URL-encoded.
+        data_plane = req.path.startswith("/dbs/")
+        expected = (quote(f"type=aad&ver=1.0&sig={self.access_token}", safe="") if data_plane
+                    else f"Bearer {self.access_token}")
+        if req.header("Authorization") != expected:
             return FakeResponse(
                 401,
                 {"error": {"code": "AuthenticationFailed", "message": "missing or invalid bearer token"}},
             )
-        if "api-version" not in req.query:
+        if "api-version" not in req.query and not data_plane:
             return FakeResponse(
                 400, {"error": {"code": "MissingApiVersionParameter", "message": "api-version is required"}}
             )

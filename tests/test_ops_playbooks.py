@@ -124,6 +124,8 @@ def test_onboard_shared_tenant_adds_two_resources_and_reruns_clean(ops: Ops) -> 
     tenant = next(t for t in ops.stack["stamps:tenants"] if t["id"] == "acme")
     # Least-loaded shared CELL with room in eastus, no compliance needs: retail (0 tenants) before others.
     assert tenant == {"id": "acme", "tier": "basic", "cell": "retail", "email": "it@acme.example"}
+    directory = json.loads((ops.project / ".stamps" / "directory-prod.json").read_text())
+    assert directory["acme"]["cellName"] == "retail" and directory["acme"]["cellType"] == "shared"
     before = ops.text()
     assert diff_of(ops, "onboard", "acme", "--tier", "basic", "--email", "it@acme.example") == set()
     assert ops.text() == before

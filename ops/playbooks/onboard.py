@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ops.playbooks.base import EXIT_OK, Context, PlaybookError, Refused, audit, find_cell
+from ops.tenant_directory import tenant_record
 from stamps.config.model import TenantConfig
 from stamps.placement import PlacementError, choose_shared_cell, dedicated_cell_for, default_region
 
@@ -74,6 +75,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     where = f"new dedicated CELL {cell_name!r}" if new_cell else f"{model} CELL {cell_name!r}"
     result = ctx.apply(f"onboard {tenant.id} ({tenant.tier}) on {where}", edit)
     if result is not None:
+        # Runbook step 3: the tenant directory in Cosmos DB says where the tenant lives.
+        ctx.tenant_directory().upsert(tenant_record(tenant.id, cell_name, model, region, ctx.now()))
         audit(ctx, "onboard", "onboarded", tenant=tenant.id, tier=tenant.tier, cell=cell_name)
     return EXIT_OK
 
