@@ -18,7 +18,7 @@ from rich.console import Console
 from ops.playbooks import PLAYBOOKS
 from ops.playbooks.base import EXIT_FAILED, EXIT_REFUSED, EXIT_USAGE, Context, PlaybookError, default_actor
 from ops.runner import AutomationRunner, OfflineRunner, Runner, RunnerError
-from ops.stackconfig import StackLockedError, stack_lock
+from ops.stackconfig import StackLockedError
 
 
 def common(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +63,13 @@ def main(argv: Sequence[str] | None = None, *, runner_factory: RunnerFactory = d
     try:
         runner = runner_factory(project_dir, args.stack, args.dry_run, args.runner)
         ctx = Context(project_dir=project_dir, stack=args.stack, dry_run=args.dry_run, runner=runner,
-                      console=console, actor=args.actor or default_actor(),
-                      force=bool(getattr(args, "force", False)), **seams)
+                      console=console, actor=args.actor or default_actor(), runner_kind=args.runner,
+                      playbook=args.playbook, force=bool(getattr(args, "force", False)), **seams)
         # Long playbooks (migrate) lock the stack around each of their updates instead.
         if args.dry_run or not getattr(args, "lock_stack", True):
             return int(args.func(ctx, args))
         # One playbook at a time per stack: a second one is refused, never interleaved.
-        with stack_lock(project_dir, args.stack, holder=args.playbook):
+        with ctx.locked():
             return int(args.func(ctx, args))
     except StackLockedError as err:
         print(f"refused: {err}", file=sys.stderr)

@@ -13,19 +13,13 @@ import datetime as dt
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from rich.markup import escape
-
-from ops.runner import AutomationRunner, OfflineRunner, RunnerError
-from ops.stackconfig import lock_path, stack_lock
-
 if TYPE_CHECKING:
-    from ops.playbooks.base import Context
+    pass
 
-__all__ = ["STATUS_ORDER", "STATUS_STYLE", "apply_lock", "deployed_outputs", "iso", "parse_iso", "read_json",
+__all__ = ["STATUS_ORDER", "STATUS_STYLE", "iso", "parse_iso", "read_json",
            "worst", "write_json_atomic"]
 
 # Check/step outcomes from best to worst; a report's overall status is the worst of its parts.
@@ -88,38 +82,3 @@ def read_json(path: Path, default: Any) -> Any:
 # ------------------------------------------------------------------------------------------ the stack
 
 
-def _lock_held_by_this_process(ctx: Context) -> bool:
-    try:
-        holder = json.loads(lock_path(ctx.project_dir, ctx.stack).read_text() or "null")
-    except (OSError, ValueError):
-        return False
-    return isinstance(holder, dict) and holder.get("pid") == os.getpid()
-
-
-@contextlib.contextmanager
-def apply_lock(ctx: Context, holder: str) -> Iterator[None]:
-    """The stack lock around one change, unless this process already holds it (the CLI takes it for a whole
-    run). Long-running playbooks (`scale --watch`, `incident respond`) register `lock_stack=False`, so a CLI
-    that honours it leaves the lock free between changes: a watch never blocks a failover, and a stack
-    locked by another playbook never delays a page."""
-    if ctx.dry_run or _lock_held_by_this_process(ctx):
-        yield
-        return
-    with stack_lock(ctx.project_dir, ctx.stack, holder=holder):
-        yield
-
-
-def deployed_outputs(ctx: Context, runner_kind: str) -> dict[str, Any]:
-    """The deployed stack's outputs (resource ids to read Azure for), in a dry run too.
-
-    A dry run plans with the offline runner, whose outputs are the plan's placeholder ids; reading outputs
-    changes nothing, so with `--runner automation` they come from the real stack. Without a Pulumi CLI
-    that read fails and the plan's outputs are used, with a warning (Azure reads then find nothing).
-    """
-    if ctx.dry_run and runner_kind == "automation" and isinstance(ctx.runner, OfflineRunner):
-        try:
-            return AutomationRunner(ctx.project_dir, ctx.stack, show_progress=False).outputs()
-        except RunnerError as err:
-            ctx.console.print(f"[yellow]![/] cannot read the deployed stack's outputs ({escape(str(err))}); "
-                              "using the offline plan's placeholder ids", soft_wrap=True)
-    return ctx.outputs()

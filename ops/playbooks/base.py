@@ -13,7 +13,8 @@ import getpass
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ops.runner import OfflineRunner, Runner, RunResult
-from ops.stackconfig import ConfigEditError, StackConfigFile
+from ops.runner import AutomationRunner, OfflineRunner, Runner, RunnerError, RunResult
+from ops.stackconfig import ConfigEditError, StackConfigFile, stack_lock
 from stamps.config.errors import ConfigError
 from stamps.environment import Environment
 
@@ -77,6 +78,9 @@ class Context:
     sleep: Callable[[float], None] = lambda s: __import__("time").sleep(s)
     now: Callable[[], dt.datetime] = utcnow
     target_local_changes: bool = True
+    runner_kind: str = "automation"
+    playbook: str = "playbook"
+    holds_lock: bool = False  # set while this process holds the stack lock
 
     @property
     def state_dir(self) -> Path:
@@ -104,7 +108,34 @@ class Context:
         return load_environment(read_project(self.project_dir), self.stack, values)
 
     def outputs(self) -> dict[str, Any]:
+        """The deployed stack's outputs (the resource ids Azure reads need), in a dry run too.
+
+        A dry run plans with the offline runner, whose outputs are the plan's placeholder ids; reading outputs
+        changes nothing, so with `--runner automation` they come from the real stack. Without a Pulumi CLI
+        that read fails and the plan's outputs are used, with a warning (Azure reads then find nothing).
+        """
+        if self.dry_run and self.runner_kind == "automation" and isinstance(self.runner, OfflineRunner):
+            try:
+                return AutomationRunner(self.project_dir, self.stack, show_progress=False).outputs()
+            except RunnerError as err:
+                self.console.print(f"[yellow]![/] cannot read the deployed stack's outputs ({escape(str(err))}); "
+                                   "using the offline plan's placeholder ids", soft_wrap=True)
         return self.runner.outputs()
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """The stack lock around one change, unless this process holds it already (the CLI takes it for a
+        whole short playbook; long ones — migrate, scale --watch, incident respond — take it per change, so
+        they never block a failover and a page never waits on another playbook)."""
+        if self.dry_run or self.holds_lock:
+            yield
+            return
+        with stack_lock(self.project_dir, self.stack, holder=self.playbook):
+            self.holds_lock = True
+            try:
+                yield
+            finally:
+                self.holds_lock = False
 
     def health(self, url: str) -> int:
         return (self.http_get or default_http_get)(url)
@@ -149,6 +180,10 @@ class Context:
 
         Returns None when the edit changes nothing: re-running a playbook after success is a no-op.
         """
+        with self.locked():
+            return self._apply(title, edit, local=local)
+
+    def _apply(self, title: str, edit: Callable[[StackConfigFile], None], *, local: bool) -> RunResult | None:
         cfg = self.config_file()
         try:
             edit(cfg)

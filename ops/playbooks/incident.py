@@ -43,7 +43,7 @@ from ops.arm import subscription_of
 from ops.azure_monitor import AzureReadError
 from ops.notify import Incident, NotificationReport, Notifier, Severity
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, PlaybookError, show_result
-from ops.reports import STATUS_STYLE, apply_lock, deployed_outputs, iso, read_json, worst, write_json_atomic
+from ops.reports import STATUS_STYLE, iso, read_json, worst, write_json_atomic
 from ops.runner import OfflineRunner, RunnerError
 from ops.stackconfig import StackLockedError
 from stamps.environment import Environment
@@ -320,7 +320,7 @@ def step_mitigation(ctx: Context, a: Assessment) -> Step:
                               f"{' --target ' + ' --target '.join(targets) if targets else ''}", soft_wrap=True)
             return Step("mitigation", "skipped", f"dry run: drift found ({what}); refresh + update not run",
                         {"drift": a.drift, "targets": targets})
-        with apply_lock(ctx, "incident"):
+        with ctx.locked():
             ctx.runner.refresh()  # adopt the live (disabled) state so the update sees the difference
             result = ctx.runner.up(None, targets=targets)
     except (RunnerError, StackLockedError) as err:
@@ -414,7 +414,7 @@ def run_respond(ctx: Context, args: argparse.Namespace) -> int:
     arm = ctx.arm()
     try:
         try:
-            outputs = deployed_outputs(ctx, args.runner)
+            outputs = ctx.outputs()
         except RunnerError as err:
             outputs = {}
             ctx.console.print(f"  cannot read stack outputs: {escape(str(err))}", soft_wrap=True)

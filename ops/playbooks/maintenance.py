@@ -56,7 +56,7 @@ from ops.arm import API_VERSIONS as API
 from ops.arm import ArmReadError, subscription_of
 from ops.azure_monitor import TM_ENDPOINT_STATE, AzureReadError
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, Failed, PlaybookError
-from ops.reports import STATUS_STYLE, deployed_outputs, iso, worst, write_json_atomic
+from ops.reports import STATUS_STYLE, iso, worst, write_json_atomic
 from stamps.environment import Environment
 
 CERT_WARNING_DAYS: Final = 30  # the runbook's `+30 days`
@@ -422,7 +422,7 @@ def show(ctx: Context, kind: str, checks: Sequence[Check], overall: str) -> None
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
-    outputs = deployed_outputs(ctx, args.runner)
+    outputs = ctx.outputs()
     tm = outputs.get("trafficManagerProfileId")
     if not tm:
         raise Failed("the stack has no trafficManagerProfileId output: deploy it before maintenance checks")

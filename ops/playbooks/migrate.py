@@ -30,7 +30,6 @@ from ops.playbooks.base import (
     audit,
     tenant_path,
 )
-from ops.stackconfig import stack_lock
 from ops.tenant_directory import tenant_record
 from stamps.environment import Environment
 from stamps.placement import dedicated_cell_for
@@ -71,8 +70,7 @@ class Migration:
         self.source_cell = env.tenant_cells[tenant]
 
     def _update(self, title: str, edit: Any) -> None:
-        with stack_lock(self.ctx.project_dir, self.ctx.stack, holder=f"migrate {self.tenant}"):
-            self.ctx.apply(title, edit)
+        self.ctx.apply(title, edit)  # takes the stack lock for this update only
 
     def provision(self, _step: Any) -> dict[str, Any]:
         cfg = self.env.config

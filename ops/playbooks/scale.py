@@ -62,7 +62,7 @@ from ops.playbooks.base import (
     cell_path,
     find_cell,
 )
-from ops.reports import apply_lock, deployed_outputs, iso, parse_iso, read_json, write_json_atomic
+from ops.reports import iso, parse_iso, read_json, write_json_atomic
 from ops.runner import RunnerError
 from ops.stackconfig import StackConfigFile, StackLockedError
 from stamps.config.errors import ConfigError
@@ -406,7 +406,7 @@ def one_pass(ctx: Context, only: str | None, runner_kind: str = "offline") -> in
     recorded = set(state["cells"])
     now = ctx.now()
     start = now - dt.timedelta(minutes=sc.quiet_minutes)
-    outputs = deployed_outputs(ctx, runner_kind).get("cells") or {}
+    outputs = ctx.outputs().get("cells") or {}
     reader = ctx.metrics()
     decisions: list[Decision] = []
     try:
@@ -459,12 +459,11 @@ def _apply(ctx: Context, todo: Sequence[Decision], now: dt.datetime, state: dict
             applied.append(d)
 
     title = "scale " + ", ".join(f"{d.cell.name} {d.action.removeprefix('scale-')}" for d in todo)
-    with apply_lock(ctx, "scale"):
-        try:
-            result = ctx.apply(title, edit)
-        finally:
-            if not ctx.dry_run:
-                _record(ctx, state, applied, now)
+    try:
+        result = ctx.apply(title, edit)
+    finally:
+        if not ctx.dry_run:
+            _record(ctx, state, applied, now)
     if result is not None and not ctx.dry_run:
         for d in applied:
             audit(ctx, "scale", d.action, cell=d.cell.name, replicas=f"{d.replicas[0]}-{d.replicas[1]}",
@@ -553,5 +552,5 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--cell", default=None, metavar="NAME", help="only this CELL")
     common(p)
     # lock_stack=False: a CLI that honours it leaves the stack lock free between passes; each change
-    # takes it (apply_lock), so a watch never blocks a failover.
+    # takes it (Context.locked), so a watch never blocks a failover.
     p.set_defaults(func=run, lock_stack=False)
