@@ -8,11 +8,8 @@ crash) never sees half a file, and a failed write leaves the previous version in
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -20,7 +17,7 @@ if TYPE_CHECKING:
     pass
 
 __all__ = ["STATUS_ORDER", "STATUS_STYLE", "iso", "parse_iso", "read_json",
-           "worst", "write_json_atomic"]
+           "worst"]
 
 # Check/step outcomes from best to worst; a report's overall status is the worst of its parts.
 STATUS_ORDER: Final[tuple[str, ...]] = ("ok", "skipped", "warn", "fail", "error")
@@ -41,30 +38,6 @@ def iso(stamp: dt.datetime) -> str:
 def parse_iso(text: str) -> dt.datetime:
     stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-
-
-def write_json_atomic(path: Path, data: Any, *, mode: int = 0o640) -> None:
-    """Write `data` as indented JSON to `path` atomically (parents created)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fchmod(fh.fileno(), mode)
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # persist the rename itself
-    finally:
-        os.close(dir_fd)
 
 
 def read_json(path: Path, default: Any) -> Any:

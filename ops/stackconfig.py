@@ -20,8 +20,6 @@ import json
 import os
 import re
 import socket
-import stat
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +30,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+
+from stamps.atomicfile import write_atomic
 
 __all__ = [
     "KEY_FIELDS",
@@ -627,7 +627,7 @@ class StackConfigFile:
             )
         if new == current:
             return False
-        _atomic_write(target, new)
+        write_atomic(target, new)
         self._disk_text = new
         return True
 
@@ -944,32 +944,6 @@ def apply_changes(cfg: StackConfigFile, changes: Iterable[Change]) -> ChangeSet:
         if done is not None:
             applied.append(done)
     return applied
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Temp file in the same dir + fsync + os.replace: readers see the old or the new file, never half."""
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # Persist the rename itself.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 # ----------------------------------------------------------------------------------------------------

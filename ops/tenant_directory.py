@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -23,6 +21,7 @@ from azure.core.pipeline import PipelineRequest, policies
 from azure.core.rest import HttpRequest
 
 from ops.azure_monitor import RetrySettings
+from stamps.atomicfile import write_json_atomic
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -127,10 +126,4 @@ class LocalTenantDirectory:
     def upsert(self, record: dict[str, Any]) -> None:
         data = self._load()
         data[str(record["tenantId"])] = record
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".directory.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, data)

@@ -34,7 +34,6 @@ file; the kernel drops the lock when the holder dies, even by SIGKILL.
 from __future__ import annotations
 
 import base64
-import contextlib
 import datetime as dt
 import decimal
 import enum
@@ -44,7 +43,6 @@ import json
 import os
 import re
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -60,6 +58,7 @@ from ops.migration.discovery import MigrationPlan
 from ops.migration.errors import JournalError, MigrationLockedError
 from ops.migration.progress import BatchCallback, BatchEvent
 from ops.migration.verify import VerificationReport, utcnow
+from stamps.atomicfile import write_atomic
 
 JOURNAL_FORMAT = 1
 
@@ -199,26 +198,6 @@ def lock_path_for(journal_path: Path, tenant_id: Any) -> Path:
 # --------------------------------------------------------------------------- journal
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    # The rename itself must survive a power cut, not just the file contents.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class MigrationJournal:
     """The state of one tenant migration on disk. Open with :meth:`open` (takes the lock)."""
 
@@ -308,7 +287,7 @@ class MigrationJournal:
         if not self.lock.held:
             raise JournalError("journal is closed (lock released); reopen it to record progress")
         self.data["updated_at"] = utcnow()
-        _atomic_write(self.path, json.dumps(self.data, indent=1, sort_keys=False).encode())
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=False).encode())
         self._last_flush = time.monotonic()
 
     def _save_progress(self, force: bool) -> None:

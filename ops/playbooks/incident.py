@@ -43,9 +43,10 @@ from ops.arm import subscription_of
 from ops.azure_monitor import AzureReadError
 from ops.notify import Incident, NotificationReport, Notifier, Severity
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, PlaybookError, show_result
-from ops.reports import STATUS_STYLE, iso, read_json, worst, write_json_atomic
+from ops.reports import STATUS_STYLE, iso, read_json, worst
 from ops.runner import OfflineRunner, RunnerError
 from ops.stackconfig import StackLockedError
+from stamps.atomicfile import write_json_atomic
 from stamps.environment import Environment
 
 # ------------------------------------------------------------------------------------------ levels
@@ -269,7 +270,7 @@ class IncidentLog:
 
     def save(self) -> None:
         if not self.ctx.dry_run:
-            write_json_atomic(self.path, self.data)
+            write_json_atomic(self.path, self.data, mode=0o640)
 
 
 def _print_step(ctx: Context, number: int, step: Step) -> None:

@@ -62,9 +62,10 @@ from ops.playbooks.base import (
     cell_path,
     find_cell,
 )
-from ops.reports import iso, parse_iso, read_json, write_json_atomic
+from ops.reports import iso, parse_iso, read_json
 from ops.runner import RunnerError
 from ops.stackconfig import StackConfigFile, StackLockedError
+from stamps.atomicfile import write_json_atomic
 from stamps.config.errors import ConfigError
 from stamps.config.model import CellConfig, ScalingConfig
 from stamps.environment import CellInstance, Environment
@@ -381,7 +382,7 @@ def _record(ctx: Context, state: dict[str, Any], done: Sequence[Decision], now: 
         changed = True
     if changed:
         state["updatedAt"] = iso(now)
-        write_json_atomic(state_path(ctx), state)
+        write_json_atomic(state_path(ctx), state, mode=0o640)
 
 
 # ------------------------------------------------------------------------------------------ one pass
@@ -421,7 +422,7 @@ def one_pass(ctx: Context, only: str | None, runner_kind: str = "offline") -> in
         if callable(close):
             close()
     if set(state["cells"]) != recorded and not ctx.dry_run:
-        write_json_atomic(state_path(ctx), state)  # records dropped after a manual edit stay dropped
+        write_json_atomic(state_path(ctx), state, mode=0o640)  # records dropped after a manual edit stay dropped
     show_decisions(ctx, sc, decisions, now)
     todo = [d for d in decisions if d.changes]
     if todo:

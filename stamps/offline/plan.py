@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from stamps.atomicfile import write_atomic
 
 SECRET = "[secret]"
 UNKNOWN = "[unknown]"
@@ -33,19 +33,7 @@ class Plan:
 
     def write(self, path: Path) -> None:
         """Atomic: a reader never sees half a plan, and a failed run leaves the old file intact."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, indent=2, sort_keys=False)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     # --- queries used by tests, policy and ops -------------------------------------------------------
     def by_type(self, typ: str) -> list[dict[str, Any]]:
