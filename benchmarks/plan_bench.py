@@ -106,13 +106,40 @@ def main(argv: list[str] | None = None) -> int:
             "plan again in that process (steady state); floor: as many plain pulumi.CustomResource "
             "registrations under the same mocks"
         )
-    Console().print(table)
+    console = Console(width=140)
+    console.print(table)
     for r in rows:
         if "floor_ms_per_resource" in r:
             print(f"{r['size']}: floor {r['floor_ms_per_resource']:.2f} ms/resource; speedup {r['speedup']}")
+    onboard, failover = change_sizes()
+    console.print(f"prod: onboarding a shared tenant creates {onboard} resources (target ≤ 2); "
+                  f"a failover changes {failover} resources (target ≤ 6)")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps({"fleets": rows, "onboard_creates": onboard,
+                                               "failover_changes": failover}, indent=2))
     return 0
+
+
+def change_sizes() -> tuple[int, int]:
+    """How many resources onboarding one shared tenant creates, and how many a failover changes, in prod."""
+    import yaml
+
+    from benchmarks.fleets import prod_doc
+    from stamps.offline import diff_plans, plan_stack
+
+    def plan(mutate: Any) -> Any:
+        doc = prod_doc()
+        mutate(doc["config"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "Pulumi.prod.yaml"
+            path.write_text(yaml.safe_dump(doc, sort_keys=False))
+            return plan_stack(ROOT, "prod", path)
+
+    base = plan(lambda cfg: None)
+    onboarded = plan(lambda cfg: cfg["stamps:tenants"].append(
+        {"id": "newco", "tier": "basic", "cell": "retail", "email": "it@newco.example"}))
+    failed_over = plan(lambda cfg: cfg.update({"stamps:activeRegion": "westus"}))
+    return len(diff_plans(base, onboarded).creates), diff_plans(base, failed_over).changed
 
 
 if __name__ == "__main__":
