@@ -54,7 +54,11 @@ class Region(StampsComponent):
 
         # --- Network ------------------------------------------------------------------------------------
         subnets = [
-            azure.network.SubnetArgs(name="snet-appgw", address_prefix=slots[APPGW_SLOT]),
+            # The gateway reads its certificate from the regional Key Vault over a service endpoint.
+            azure.network.SubnetArgs(
+                name="snet-appgw", address_prefix=slots[APPGW_SLOT],
+                service_endpoints=[azure.network.ServiceEndpointPropertiesFormatArgs(service="Microsoft.KeyVault")],
+            ),
             azure.network.SubnetArgs(
                 name="snet-private-endpoints", address_prefix=slots[ENDPOINT_SLOT],
                 private_endpoint_network_policies="Enabled",
@@ -112,7 +116,14 @@ class Region(StampsComponent):
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=90,
                 enable_purge_protection=True,
-                public_network_access="Disabled",
+                # Closed by default: only the App Gateway's subnet (its certificate) and trusted Azure
+                # services get through; "Disabled" would shut the gateway out, it has no private endpoint.
+                public_network_access="Enabled",
+                network_acls=azure.keyvault.NetworkRuleSetArgs(
+                    default_action="Deny", bypass="AzureServices",
+                    virtual_network_rules=[azure.keyvault.VirtualNetworkRuleArgs(
+                        id=subnet_ids.apply(lambda ids: ids["snet-appgw"]))],
+                ),
             ),
             tags=tags,
             opts=self.opts(),
