@@ -36,13 +36,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--against: {args.against} does not exist")
     # Plan everything first: a config error in any target must leave no output file behind.
     plans = [plan_stack(project_dir, stack, cfg) for stack, cfg in targets]
-    for plan in plans:
-        if not args.quiet:
-            if args.tree:
-                console.print(tree(plan))
-            console.print(summary(plan))
-        if args.against:
-            print_diff(diff_plans(Plan.load(Path(args.against)), plan), console)
+    earlier = Plan.load(Path(args.against)) if args.against else None  # before --out may overwrite it
+    # Written before anything is printed: a closed pipe (`| head`) must not cost the plan file.
     if args.out:
         out = Path(args.out)
         if len(plans) == 1 and out.suffix == ".json":
@@ -50,8 +45,15 @@ def run(args: argparse.Namespace) -> int:
         else:
             for plan, (_, cfg) in zip(plans, targets, strict=True):
                 plan.write(out / f"{cfg.stem if cfg else 'Pulumi.' + plan.stack}.plan.json")
+    for plan in plans:
         if not args.quiet:
-            console.print(f"plan written to {out}")
+            if args.tree:
+                console.print(tree(plan))
+            console.print(summary(plan))
+        if earlier is not None:
+            print_diff(diff_plans(earlier, plan), console)
+    if args.out and not args.quiet:
+        console.print(f"plan written to {args.out}")
     if args.policy:
         from stamps.policycheck import check_plans
 

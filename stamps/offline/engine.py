@@ -167,7 +167,9 @@ def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -
         finally:
             settings.reset_options()
             set_all_config({}, [])
-    return Plan(project=project, stack=stack, resources=monitor.requests, outputs=outputs)
+    # Sorted by URN: registration order follows when inputs resolved; a plan file must diff cleanly.
+    resources = sorted(monitor.requests, key=lambda r: r["urn"])
+    return Plan(project=project, stack=stack, resources=resources, outputs=outputs)
 
 
 async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

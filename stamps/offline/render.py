@@ -19,8 +19,9 @@ def tree(plan: Plan) -> Tree:
         children[r["parent"] if r["parent"] in urns else None].append(r)
 
     def add(node: Tree, parent: str | None) -> None:
-        # Components first, then resources, each group in declaration order: reads like the code.
-        kids = sorted(children.get(parent, []), key=lambda r: r["custom"])
+        # Components first, then resources grouped by type: registration order depends on when each
+        # resource's inputs resolved, which would shuffle the tree from run to run.
+        kids = sorted(children.get(parent, []), key=lambda r: (r["custom"], r["type"], r["name"]))
         for r in kids:
             style = "cyan" if r["custom"] else "bold magenta"
             child = node.add(f"[green]+[/] [{style}]{r['type']}[/] {r['name']}")
