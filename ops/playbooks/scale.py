@@ -505,9 +505,16 @@ def show_decisions(ctx: Context, sc: ScalingConfig, decisions: Sequence[Decision
         f"scale down when every metric stays < {sc.scale_down_below_percent:g}% (requests < "
         f"{trig['requests'].quiet:.0f}/replica/min) for {sc.quiet_minutes} min; step {sc.step} replicas, "
         f"SQL ladder {' → '.join(sc.sql_ladder)}", soft_wrap=True)
+    shown: set[str] = set()
     for d in decisions:
         style = colour.get(d.action, "white")
-        ctx.console.print(f"  {escape(d.cell.name)}: [{style}]{d.action}[/] — {escape(d.reason)}", soft_wrap=True)
+        reason = d.reason
+        # One cause (typically: no Azure credential) fails every CELL alike: say it in full once.
+        cause = reason.partition(" failed: ")[2]
+        if cause and cause in shown:
+            reason = reason.partition(" failed: ")[0] + " failed: (same cause as above)"
+        shown.add(cause)
+        ctx.console.print(f"  {escape(d.cell.name)}: [{style}]{d.action}[/] — {escape(reason)}", soft_wrap=True)
 
 
 # ------------------------------------------------------------------------------------------ CLI
