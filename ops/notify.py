@@ -14,6 +14,7 @@ imported.
 
 from __future__ import annotations
 
+import abc
 import email.utils
 import hmac
 import ipaddress
@@ -241,7 +242,7 @@ class _Request:
     headers: Mapping[str, str]
 
 
-class _HttpChannel:
+class _HttpChannel(abc.ABC):
     """Retry/timeout/redaction plumbing; subclasses only build requests and read references."""
 
     name: str = "http"
@@ -264,8 +265,9 @@ class _HttpChannel:
         self._sleep = sleep or time.sleep
 
     # subclasses -------------------------------------------------------------------------------
+    @abc.abstractmethod
     def _build(self, incident: Incident) -> _Request | None:
-        raise NotImplementedError
+        """The request for this incident, or None when the channel has nothing to send for it."""
 
     def _preview_body(self, request: _Request) -> Mapping[str, Any]:
         return request.body
