@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from ops.playbooks.base import Context
 from ops.playbooks.incident import assess
 from ops.runner import OfflineRunner, RunResult
 from stamps.environment import Environment
-from stamps.offline import Plan, plan_stack
+from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, RecordingTransport
 from tests.test_notify import Receiver, receiver  # noqa: F401  (the shared local HTTP receiver fixture)
 
@@ -32,14 +31,6 @@ SLACK_PATH = "/services/T0STAMPS/B0OPS/incidentSlackSecret0123"
 ROUTING_KEY = "pdIncidentRoutingKey-0123456789-SECRET"
 STATUSPAGE_KEY = "statuspageIncidentKey-987654321-SECRET"
 
-_PLANS: dict[str, Plan] = {}
-
-
-def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
-    text = Path(config_file or Path(project_dir) / f"Pulumi.{stack}.yaml").read_text()
-    if text not in _PLANS:
-        _PLANS[text] = plan_stack(project_dir, stack, config_file=config_file)
-    return _PLANS[text]
 
 
 class RecordingRunner(OfflineRunner):
@@ -66,14 +57,6 @@ def env() -> Environment:
     return Context(project_dir=ROOT, stack="prod", dry_run=True, runner=None).environment()  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    dest = tmp_path / "project"
-    dest.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, dest / name)
-    (dest / "stamps").symlink_to(ROOT / "stamps")
-    return dest
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from ops.cli import main
 from ops.playbooks.base import Context
 from ops.runner import AutomationRunner, OfflineRunner, RunnerError
 from stamps.environment import Environment
-from stamps.offline import Plan, plan_stack
+from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, FakeResponse, RecordedRequest, RecordingTransport
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +26,6 @@ FAST = RetrySettings(total=3, backoff_factor=0.5, backoff_max=4.0, max_retry_aft
 OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 
-_PLANS: dict[str, Plan] = {}
-
-
-def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
-    text = Path(config_file or Path(project_dir) / f"Pulumi.{stack}.yaml").read_text()
-    if text not in _PLANS:
-        _PLANS[text] = plan_stack(project_dir, stack, config_file=config_file)
-    return _PLANS[text]
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +38,6 @@ def env() -> Environment:
     return Context(project_dir=ROOT, stack="prod", dry_run=True, runner=None).environment()  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    dest = tmp_path / "project"
-    dest.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, dest / name)
-    (dest / "stamps").symlink_to(ROOT / "stamps")
-    return dest
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from ops.cli import main
 from ops.runner import OfflineRunner, RunnerError
 from tests import pg
-from tests.test_ops_playbooks import Ops, cached_plan, project  # noqa: F401
+from tests.conftest import cached_plan
+from tests.test_ops_playbooks import Ops
 
 TENANT = "fintech-scale"
 
@@ -105,7 +106,7 @@ def migrate_args(source: str, target: str) -> list[str]:
             "--health-url", "http://cells.test/{cell}/health", "--health-wait", "0", "--batch-size", "250"]
 
 
-def test_migration_moves_data_routing_and_directory(project: Path, databases: tuple[str, str]) -> None:  # noqa: F811
+def test_migration_moves_data_routing_and_directory(project: Path, databases: tuple[str, str]) -> None:
     source, target = databases
     make_shared_db(source)
     before = tenant_rows(source)
@@ -138,7 +139,7 @@ def test_migration_moves_data_routing_and_directory(project: Path, databases: tu
     assert len(rec.updates) == 4
 
 
-def test_interrupted_migration_resumes_from_the_journal(project: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_interrupted_migration_resumes_from_the_journal(project: Path, tmp_path: Path) -> None:
     source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
     make_shared_db(source, rows=600)
     before = tenant_rows(source)
@@ -155,7 +156,7 @@ def test_interrupted_migration_resumes_from_the_journal(project: Path, tmp_path:
     assert tenant_rows(target) == before
 
 
-def test_failed_verification_stops_before_the_switch(project: Path, tmp_path: Path,  # noqa: F811
+def test_failed_verification_stops_before_the_switch(project: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from ops.migration import TenantDataMover
@@ -188,7 +189,7 @@ def test_failed_verification_stops_before_the_switch(project: Path, tmp_path: Pa
     assert journal["steps"]["switch"]["status"] == "pending"
 
 
-def test_second_migration_of_the_same_tenant_is_refused(project: Path, tmp_path: Path,  # noqa: F811
+def test_second_migration_of_the_same_tenant_is_refused(project: Path, tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from ops.migration import MigrationLock
     from ops.migration.journal import lock_path_for
@@ -206,7 +207,7 @@ def test_second_migration_of_the_same_tenant_is_refused(project: Path, tmp_path:
     assert "refused" in capsys.readouterr().err
 
 
-def test_purge_waits_for_retention_then_verifies(project: Path, tmp_path: Path,  # noqa: F811
+def test_purge_waits_for_retention_then_verifies(project: Path, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     import datetime as dt
 

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,33 +16,11 @@ from ops.cli import main
 from ops.notify import Notifier, PagerDutyEvents, Secret, SlackWebhook
 from ops.runner import OfflineRunner
 from ops.stackconfig import stack_lock
-from stamps.offline import Plan, plan_stack
-from tests.conftest import ROOT
+from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, fake_arm_fixture  # noqa: F401
 from tests.test_notify import Receiver, receiver  # noqa: F401
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
-
-
-@lru_cache(maxsize=32)
-def _plan_text(text: str) -> Plan:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "Pulumi.prod.yaml"
-        path.write_text(text)
-        return plan_stack(ROOT, "prod", path)
-
-
-def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
-    """Plans depend on the config text only (the code is the same): reuse them across tests."""
-    return _plan_text(Path(config_file or project_dir / f"Pulumi.{stack}.yaml").read_text())
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, tmp_path / name)
-    os.symlink(ROOT / "stamps", tmp_path / "stamps")
-    return tmp_path
 
 
 class Ops:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from ops.runner import OfflineRunner, RunResult
 from ops.stackconfig import Change
 from stamps.config.model import CellConfig, ScalingConfig
 from stamps.environment import CellInstance
-from stamps.offline import Plan, plan_stack
+from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, RecordingTransport, fake_arm_fixture  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,15 +40,6 @@ BANNER = "properties.lenses[0].parts[0].metadata.settings.content.settings.conte
 
 # --------------------------------------------------------------------------- project, plans, runner
 
-_PLANS: dict[str, Plan] = {}
-
-
-def cached_plan(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
-    """Plans keyed by the stack file text: each distinct config is planned once per test session."""
-    text = Path(config_file or Path(project_dir) / f"Pulumi.{stack}.yaml").read_text()
-    if text not in _PLANS:
-        _PLANS[text] = plan_stack(project_dir, stack, config_file=config_file)
-    return _PLANS[text]
 
 
 class RecordingRunner(OfflineRunner):
@@ -67,19 +57,6 @@ class RecordingRunner(OfflineRunner):
         result = super().preview(changes, targets=targets)
         self.previews.append(result)
         return result
-
-
-def copy_project(dest: Path) -> Path:
-    dest.mkdir()
-    for name in ("Pulumi.yaml", "Pulumi.prod.yaml", "__main__.py"):
-        shutil.copy(ROOT / name, dest / name)
-    (dest / "stamps").symlink_to(ROOT / "stamps")
-    return dest
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    return copy_project(tmp_path / "project")
 
 
 @pytest.fixture
