@@ -27,7 +27,7 @@ from ops.migration import (
     as_engine,
     discover,
 )
-from ops.migration.checksum import CANONICAL
+from ops.migration.checksum import CANONICAL, PG_MD5, SQLITE_EXACT
 from ops.migration.progress import BatchEvent
 from tests import pg
 
@@ -249,35 +249,48 @@ class Pair:
     target: sa.Engine
     source_url: sa.URL
     target_url: sa.URL
+    fast_path: bool = True  # what movers built by mover() ask for; SQLite→SQLite only
+
+    @property
+    def method(self) -> str:
+        """The method a mover of this pair must pick on its own."""
+        if self.backend == "postgresql":
+            return PG_MD5
+        return SQLITE_EXACT if self.fast_path else CANONICAL
 
 
 def _sqlite_url(path: Path) -> sa.URL:
     return sa.make_url(f"sqlite:///{path}")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "sqlite-generic", "postgresql"])
 def pair(request: pytest.FixtureRequest, scratch: Path) -> Iterator[Pair]:
-    """A populated shared source and an empty dedicated target, on one backend."""
-    if request.param == "sqlite":
+    """A populated shared source and an empty dedicated target: SQLite files moved inside SQLite
+    (the default), the same with the fast path off, or PostgreSQL."""
+    if request.param.startswith("sqlite"):
         urls = [_sqlite_url(scratch / "shared.db"), _sqlite_url(scratch / "dedicated.db")]
-        yield from _pair(request.param, urls)
+        yield from _pair("sqlite", urls, fast_path=request.param == "sqlite")
     else:
         with pg.get_server().databases(2) as urls:
             yield from _pair(request.param, urls)
 
 
-def _pair(backend: str, urls: list[sa.URL]) -> Iterator[Pair]:
+def _pair(backend: str, urls: list[sa.URL], *, fast_path: bool = True, sizes: Sizes | None = None) -> Iterator[Pair]:
     source, target = as_engine(urls[0]), as_engine(urls[1])
-    populate(source)
+    populate(source, sizes)
     try:
-        yield Pair(backend, source, target, urls[0], urls[1])
+        yield Pair(backend, source, target, urls[0], urls[1], fast_path)
     finally:
         source.dispose()
         target.dispose()
 
 
 def mover(p: Pair, **kw: Any) -> TenantDataMover:
-    return TenantDataMover(p.source, p.target, TENANT, progress=False, **{"batch_size": 97, **kw})
+    m = TenantDataMover(
+        p.source, p.target, TENANT, progress=False, **{"batch_size": 97, "fast_path": p.fast_path, **kw}
+    )
+    assert m.method == p.method  # the path is chosen automatically; the flag only switches it off
+    return m
 
 
 # --------------------------------------------------------------------------- discovery
@@ -365,7 +378,7 @@ def test_bulk_copy_moves_exactly_the_tenant(pair: Pair) -> None:
             {"t": TENANT, "d": dt.datetime(2025, 1, 1)},
         ).scalar_one()
         assert new_id > conn.execute(sa.text("SELECT max(id) FROM orders WHERE id <> :i"), {"i": new_id}).scalar()
-    assert final.method == ("pg-md5" if pair.backend == "postgresql" else CANONICAL)
+    assert final.method == snapshot.method == pair.method
     assert {t.table: t.actual for t in final.tables} == {n: s.checksum for n, s in states.items()}
 
 
@@ -485,11 +498,17 @@ def test_tampered_target_row_is_detected(pair: Pair) -> None:
     states = m.bulk_copy()
     tamper_target(pair.target)
     expected = {n: s.checksum for n, s in states.items()}
-    with pytest.raises(VerificationError, match="table 'order_items': content checksum differs") as err:
-        m.verify_snapshot(expected)
-    assert err.value.report.mismatched == ["order_items"]
-    with pytest.raises(VerificationError, match="order_items"):
+    if m.fast_path:
+        # sqlite-exact records row counts, proven exact batch by batch while copying; a row edited in
+        # the target afterwards keeps the count, so only the full comparison below sees it.
+        assert m.verify_snapshot(expected).ok
+    else:
+        with pytest.raises(VerificationError, match="table 'order_items': content checksum differs") as err:
+            m.verify_snapshot(expected)
+        assert err.value.report.mismatched == ["order_items"]
+    with pytest.raises(VerificationError, match="order_items") as final_err:
         m.verify()
+    assert final_err.value.report.mismatched == ["order_items"]
     # A lost row is reported as a count mismatch.
     with pair.target.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit_log WHERE id = (SELECT min(id) FROM audit_log)")
@@ -498,8 +517,9 @@ def test_tampered_target_row_is_detected(pair: Pair) -> None:
     assert "rows expected" in next(t.describe() for t in report.tables if t.table == "audit_log")
 
 
-def test_purge_requires_a_passing_final_verification(scratch: Path) -> None:
-    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")]))
+@pytest.mark.parametrize("fast_path", [True, False], ids=["sqlite", "sqlite-generic"])
+def test_purge_requires_a_passing_final_verification(scratch: Path, fast_path: bool) -> None:
+    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], fast_path=fast_path))
     m = mover(p)
     m.prepare_target()
     states = m.bulk_copy()
@@ -531,6 +551,255 @@ def test_purge_requires_a_passing_final_verification(scratch: Path) -> None:
     assert tenant_counts(p.target, TENANT) == deleted  # the dedicated copy is untouched
 
 
+# --------------------------------------------------------------------------- SQLite→SQLite fast path
+
+
+def storage(engine: sa.Engine, table: str, tenant: str = TENANT) -> list[tuple[Any, ...]]:
+    """The tenant's rows of ``table`` exactly as SQLite stores them: storage class and value of each column."""
+    with engine.connect() as conn:
+        cols = [r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
+        select = ", ".join(f"typeof({c}), {c}" for c in cols)
+        scope = "id" if table == "tenants" else "tenant_id" if "tenant_id" in cols else None
+        where, params = (f" WHERE {scope} = ?", (tenant,)) if scope else ("", ())  # reference tables: all rows
+        return sorted(conn.exec_driver_sql(f"SELECT {select} FROM {table}{where}", params).all(), key=repr)
+
+
+TABLES = ("plans", "tenants", "customers", "orders", "order_items", "audit_log")
+SMALL = Sizes(customers=12, orders_per_customer=3, items_per_order=3, audit=30)
+
+
+def test_fast_path_is_chosen_for_sqlite_files_and_can_be_switched_off(scratch: Path) -> None:
+    src, tgt = _sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")
+    populate(as_engine(src), Sizes(customers=3, audit=2))
+    assert TenantDataMover(src, tgt, TENANT).fast_path
+    assert TenantDataMover(src, tgt, TENANT).method == SQLITE_EXACT
+    off = TenantDataMover(src, tgt, TENANT, fast_path=False)
+    assert not off.fast_path and off.method == CANONICAL
+    # Nothing to ATTACH by name: an in-memory target, or the same file on both sides.
+    assert not TenantDataMover(src, "sqlite://", TENANT).fast_path
+    assert not TenantDataMover(src, src, TENANT).fast_path
+
+
+def test_fast_path_moves_and_verifies_rows_without_python(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With every Python row reader/writer/hasher booby-trapped, the whole cycle still runs."""
+    from ops.migration.checksum import RowHasher
+    from ops.migration.rows import TableIO
+
+    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], sizes=SMALL))
+
+    def trap(*_a: Any, **_k: Any) -> Any:
+        raise AssertionError("rows went through Python")
+
+    for cls, name in [(TableIO, "fetch_rows"), (TableIO, "insert_missing"), (TableIO, "update_rows"),
+                      (TableIO, "delete_keys"), (TableIO, "checksum_range"), (RowHasher, "hashes")]:  # fmt: skip
+        monkeypatch.setattr(cls, name, trap)
+    m = mover(p)
+    states = m.bulk_copy()
+    m.verify_snapshot({n: s.checksum for n, s in states.items()})
+    with p.source.begin() as conn:
+        mutate_source(conn)
+    m.delta_copy()
+    m.verify()
+    assert_target_matches_source(p.source, p.target)
+    with pytest.raises(AssertionError, match="through Python"):  # the traps do catch the generic path
+        TenantDataMover(p.source, _sqlite_url(scratch / "u.db"), TENANT, fast_path=False).bulk_copy()
+
+
+def test_fast_and_generic_paths_leave_identical_targets(scratch: Path) -> None:
+    source = as_engine(_sqlite_url(scratch / "s.db"))
+    populate(source)
+    targets = {fast: as_engine(_sqlite_url(scratch / f"t-{fast}.db")) for fast in (True, False)}
+    movers = {fast: TenantDataMover(source, t, TENANT, batch_size=97, progress=False, fast_path=fast)
+              for fast, t in targets.items()}  # fmt: skip
+    events: dict[bool, list[BatchEvent]] = {True: [], False: []}
+    bulk = {fast: m.bulk_copy(on_batch=events[fast].append) for fast, m in movers.items()}
+    # Same batches: same tables in the same order, same row counts, same high-water marks.
+    assert [(e.table, e.rows, e.high_water_mark, e.done) for e in events[True]] == [
+        (e.table, e.rows, e.high_water_mark, e.done) for e in events[False]
+    ]
+    assert {n: s.checksum.count for n, s in bulk[True].items()} == {n: s.checksum.count for n, s in bulk[False].items()}
+    with source.begin() as conn:
+        mutate_source(conn)
+    deltas = {fast: m.delta_copy() for fast, m in movers.items()}
+    stats = {fast: {n: (s.inserted, s.updated, s.deleted) for n, s in d.items()} for fast, d in deltas.items()}
+    assert stats[True] == stats[False]
+    assert stats[True]["customers"] == (2, 2, 0)
+    for table in TABLES:  # byte for byte: storage classes included
+        assert storage(targets[True], table) == storage(targets[False], table), table
+    reports = {fast: m.verify() for fast, m in movers.items()}
+    assert [(t.table, t.actual.count) for t in reports[True].tables] == [
+        (t.table, t.actual.count) for t in reports[False].tables
+    ]
+
+
+def _tamper_storage_class(engine: sa.Engine, key: tuple[int, int]) -> None:
+    # 7 and 7.0 are equal to SQLite's `=` and `IS`; a BLOB-affinity column keeps them apart.
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE order_items SET payload = 7.0 WHERE order_id = :o AND line_no = :l"),
+                     {"o": key[0], "l": key[1]})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tamper", "table", "rows_each"),
+    [
+        (
+            "UPDATE order_items SET qty = qty + 1 WHERE rowid = (SELECT max(rowid) FROM order_items)",
+            "order_items",
+            True,
+        ),
+        ("UPDATE customers SET name = name || '!' WHERE rowid = (SELECT min(rowid) FROM customers)", "customers", True),
+        (
+            "UPDATE orders SET note = NULL WHERE note IS NOT NULL AND id = (SELECT min(id) FROM orders WHERE note "
+            "IS NOT NULL)",
+            "orders",
+            True,
+        ),
+        ("storage class", "order_items", True),
+        ("DELETE FROM audit_log WHERE id = (SELECT min(id) FROM audit_log)", "audit_log", False),
+        (
+            "INSERT INTO audit_log VALUES ('zzz', 'acme', '2024-01-01 00:00:00.000000', 1.5, 'planted')",
+            "audit_log",
+            False,
+        ),
+        ("UPDATE audit_log SET tenant_id = 'globex' WHERE id = (SELECT min(id) FROM audit_log)", "audit_log", False),
+        ("UPDATE plans SET monthly = 11 WHERE id = 1", "plans", True),
+    ],
+    ids=["value", "text", "to-null", "storage-class", "lost-row", "extra-row", "out-of-scope", "reference"],
+)
+def test_fast_path_verification_catches_every_kind_of_difference(
+    scratch: Path, tamper: str, table: str, rows_each: bool
+) -> None:
+    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], sizes=SMALL))
+    m = mover(p)
+    m.bulk_copy()
+    if tamper == "storage class":
+        key = (1, 1)
+        with p.source.begin() as conn:
+            conn.exec_driver_sql("UPDATE order_items SET payload = 7 WHERE order_id = 1 AND line_no = 1")
+        m.delta_copy()
+        m.verify()  # 7 copied as 7
+        _tamper_storage_class(p.target, key)
+    else:
+        with p.target.begin() as conn:
+            conn.exec_driver_sql(tamper)
+    report = m.verify(raise_on_mismatch=False)
+    assert report.mismatched == [table]
+    bad = next(t for t in report.tables if t.table == table)
+    assert bad.differing == 1
+    assert ("row(s) differ" if rows_each else "rows expected") in bad.describe()
+    m.delta_copy()
+    if tamper.startswith("UPDATE audit_log SET tenant_id"):
+        # Both paths leave a row of another tenant alone, even where its key blocks one of ours.
+        assert m.verify(raise_on_mismatch=False).mismatched == ["audit_log"]
+        return
+    assert m.verify().ok  # the delta repaired exactly what verification found
+    assert storage(p.target, table) == storage(p.source, table)
+
+
+def test_fast_path_batch_checks_the_target_holds_only_what_it_copied(scratch: Path) -> None:
+    """A row appearing in the target past the mark mid-copy makes the batch inexact; it is synced."""
+    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], sizes=SMALL))
+    m = mover(p, batch_size=20)
+    planted: list[tuple[int, int]] = []
+
+    def plant(e: BatchEvent) -> None:
+        if e.table == "order_items" and not planted and e.high_water_mark is not None:
+            key = (e.high_water_mark[0], 50)  # inside the next batch's key range, unknown to the source
+            with p.target.begin() as conn:
+                conn.execute(sa.text("INSERT INTO order_items VALUES (:o, :l, :t, 'PLANTED', 1, 1, NULL, NULL)"),
+                             {"o": key[0], "l": key[1], "t": TENANT})  # fmt: skip
+            planted.append(key)
+
+    states = m.bulk_copy(on_batch=plant)
+    assert planted
+    assert m.verify_snapshot({n: s.checksum for n, s in states.items()}).ok
+    m.verify()
+    assert_target_matches_source(p.source, p.target)
+
+
+@pytest.mark.parametrize(("collation", "tampered"), [("NOCASE", "ABC"), ("RTRIM", "abc  ")])
+def test_fast_path_compares_text_byte_for_byte_under_any_collation(
+    scratch: Path, collation: str, tampered: str
+) -> None:
+    source, target = as_engine(_sqlite_url(scratch / "s.db")), as_engine(_sqlite_url(scratch / "t.db"))
+    with source.begin() as conn:
+        conn.exec_driver_sql(
+            f"CREATE TABLE notes (id INTEGER PRIMARY KEY, tenant_id TEXT, body TEXT COLLATE {collation})"
+        )
+        conn.exec_driver_sql("INSERT INTO notes VALUES (1, 'acme', 'abc'), (2, 'acme', 'x'), (3, 'globex', 'y')")
+    m = TenantDataMover(source, target, TENANT, progress=False)
+    m.bulk_copy()
+    m.verify()
+    with target.begin() as conn:  # equal to 'abc' under the column's collation, different bytes
+        conn.exec_driver_sql("UPDATE notes SET body = ? WHERE id = 1", (tampered,))
+        assert conn.exec_driver_sql(f"SELECT ? = 'abc' COLLATE {collation}", (tampered,)).scalar() == 1
+    assert m.verify(raise_on_mismatch=False).tables[0].differing == 1
+    m.delta_copy()
+    assert m.verify().ok
+    with target.connect() as conn:
+        assert conn.exec_driver_sql("SELECT body FROM notes WHERE id = 1").scalar() == "abc"
+
+
+def test_live_writes_during_bulk_copy_do_not_fail_the_snapshot_verification(pair: Pair) -> None:
+    """The tenant keeps writing rows the copy already passed: the pre-freeze verification must not
+    call that a broken copy; the final verification sees it, the delta carries it."""
+    m = mover(pair)
+    m.prepare_target()
+    batches: list[BatchEvent] = []
+
+    def write_behind_the_mark(e: BatchEvent) -> None:
+        batches.append(e)
+        if e.table != "order_items" or sum(b.table == "order_items" for b in batches) != 3:
+            return
+        with pair.source.begin() as conn:
+            (o1, l1), (o2, l2) = conn.execute(
+                sa.text("SELECT order_id, line_no FROM order_items WHERE tenant_id = :t ORDER BY 1, 2 LIMIT 2"),
+                {"t": TENANT},
+            ).all()
+            assert (o2, l2) < e.high_water_mark  # both already copied
+            conn.execute(sa.text("UPDATE order_items SET sku = 'LIVE' WHERE order_id = :o AND line_no = :l"),
+                         {"o": o1, "l": l1})  # fmt: skip
+            conn.execute(sa.text("DELETE FROM order_items WHERE order_id = :o AND line_no = :l"), {"o": o2, "l": l2})
+            conn.execute(sa.text("INSERT INTO order_items VALUES (:o, 99, :t, 'NEW', 1, 2.5, NULL, NULL)"),
+                         {"o": o1, "t": TENANT})  # fmt: skip
+
+    states = m.bulk_copy(on_batch=write_behind_the_mark)
+    snapshot = m.verify_snapshot({n: s.checksum for n, s in states.items()})
+    assert snapshot.ok, snapshot.to_dict()
+    with pytest.raises(VerificationError, match="order_items") as err:
+        m.verify()
+    assert err.value.report.mismatched == ["order_items"]
+    deltas = m.delta_copy()
+    assert (deltas["order_items"].inserted, deltas["order_items"].updated, deltas["order_items"].deleted) == (1, 1, 1)
+    m.verify()
+    assert_target_matches_source(pair.source, pair.target)
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["sqlite", "sqlite-generic"])
+def test_key_held_by_another_tenant_in_the_target_is_reported_not_overwritten(scratch: Path, fast_path: bool) -> None:
+    """Same outcome on both SQLite paths: the insert skips the key, the recorded count says the row
+    was read, so the pre-freeze verification reports the gap and nothing is overwritten.
+    (PostgreSQL's COPY batches fail on the key instead, see TableIO.copy_in.)"""
+    pair = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], fast_path=fast_path))
+    m = mover(pair)
+    m.prepare_target()
+    with pair.source.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM audit_log WHERE tenant_id = :t ORDER BY id LIMIT 1 OFFSET 5"),
+                           {"t": TENANT}).one()  # fmt: skip
+    with pair.target.begin() as conn:
+        conn.execute(sa.text("INSERT INTO audit_log VALUES (:i, 'globex', :a, NULL, 'not yours')"),
+                     {"i": row.id, "a": row.at})  # fmt: skip
+    states = m.bulk_copy()
+    assert states["audit_log"].checksum.count == tenant_counts(pair.source, TENANT)["audit_log"]
+    report = m.verify_snapshot({n: s.checksum for n, s in states.items()}, raise_on_mismatch=False)
+    assert report.mismatched == ["audit_log"]
+    assert "rows expected" in report.tables[0].describe()
+    with pair.target.connect() as conn:
+        kept = conn.execute(sa.text("SELECT tenant_id, message FROM audit_log WHERE id = :i"), {"i": row.id}).one()
+    assert tuple(kept) == ("globex", "not yours")
+    assert m.verify(raise_on_mismatch=False).mismatched == ["audit_log"]
+
+
 def test_cross_dialect_copy_sqlite_to_postgresql_checksums_agree(scratch: Path) -> None:
     """Canonical checksums are dialect-independent: SQLite rows verify against PostgreSQL rows."""
     with pg.get_server().databases(1) as (pg_url,):
@@ -539,7 +808,7 @@ def test_cross_dialect_copy_sqlite_to_postgresql_checksums_agree(scratch: Path) 
         target = as_engine(pg_url)
         try:
             m = TenantDataMover(source, target, TENANT, batch_size=50, progress=False)
-            assert m.method == CANONICAL and not m.raw
+            assert m.method == CANONICAL and not m.raw and not m.fast_path
             m.prepare_target()
             states = m.bulk_copy()
             report = m.verify()

@@ -11,7 +11,7 @@ The playbook's entry points::
     mover.purge_source(runner.journal.verification(Step.VERIFY_FINAL))
 """
 
-from ops.migration.checksum import CANONICAL, PG_MD5, Checksum
+from ops.migration.checksum import CANONICAL, PG_MD5, SQLITE_EXACT, Checksum
 from ops.migration.copy import DEFAULT_BATCH_SIZE, DeltaState, TableCopyState, TenantDataMover
 from ops.migration.db import as_engine
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
@@ -42,6 +42,7 @@ __all__ = [
     "CANONICAL",
     "DEFAULT_BATCH_SIZE",
     "PG_MD5",
+    "SQLITE_EXACT",
     "STEPS",
     "BatchEvent",
     "Checksum",

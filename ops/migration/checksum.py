@@ -13,6 +13,10 @@ modulo 2**64. A sum, not XOR, so a duplicated row changes the result; count is k
 text form under a pinned TimeZone/DateStyle, first 64 bits summed. It avoids shipping every row
 to Python, which is what makes verification affordable on PostgreSQL; its values are only
 comparable with other ``pg-md5`` values.
+
+``sqlite-exact`` (SQLite files on both sides, the in-SQLite fast path): no digest at all. SQLite
+compares the rows themselves (see ``sqlite_native``); ``Checksum`` values of this method carry row
+counts, with digest 0.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sqlalchemy.sql.sqltypes import _Binary  # base of BINARY, VARBINARY, LargeB
 MOD = 1 << 64
 CANONICAL = "canonical"
 PG_MD5 = "pg-md5"
+SQLITE_EXACT = "sqlite-exact"
 
 
 @dataclass(frozen=True)

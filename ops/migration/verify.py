@@ -1,4 +1,4 @@
-"""Verification reports: per-table counts and content checksums, source vs target."""
+"""Verification reports: per-table counts and content checksums (or row comparisons), source vs target."""
 
 from __future__ import annotations
 
@@ -16,20 +16,30 @@ def utcnow() -> str:
 
 @dataclass(frozen=True)
 class TableVerification:
-    """``expected`` is the source side (live source, or the bulk copy's recorded snapshot)."""
+    """``expected`` is the source side (live source, or the bulk copy's recorded snapshot).
+
+    ``differing``: rows (by key) missing from the target, only in the target or different in some
+    column, as counted by an exact row comparison (method ``sqlite-exact``); 0 for checksum methods.
+    """
 
     table: str
     kind: str
     expected: Checksum
     actual: Checksum
+    differing: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.expected == self.actual
+        return self.expected == self.actual and not self.differing
 
     def describe(self) -> str:
         if self.expected.count != self.actual.count:
             return f"table {self.table!r}: {self.expected.count} rows expected, {self.actual.count} in target"
+        if self.differing:
+            return (
+                f"table {self.table!r}: {self.differing} row(s) differ between source and target "
+                f"({self.actual.count} rows each)"
+            )
         if not self.ok:
             return (
                 f"table {self.table!r}: content checksum differs "
@@ -43,6 +53,7 @@ class TableVerification:
             "kind": self.kind,
             "expected": str(self.expected),
             "actual": str(self.actual),
+            "differing": self.differing,
             "ok": self.ok,
         }
 
@@ -96,6 +107,7 @@ class VerificationReport:
                     kind=t["kind"],
                     expected=Checksum.parse(t["expected"]),
                     actual=Checksum.parse(t["actual"]),
+                    differing=t.get("differing", 0),  # absent in reports written before it existed
                 )
                 for t in data["tables"]
             ),

@@ -1,0 +1,299 @@
+"""SQLite→SQLite fast path: rows are moved and compared by SQLite itself, never by Python.
+
+When both databases are SQLite files (the embedded default), a connection to the target ATTACHes
+the source as ``stamps_src`` and every unit of work is a few statements in one transaction:
+
+* **copy batch**: ``INSERT INTO main.t (cols) SELECT cols FROM stamps_src.t WHERE <scope> AND
+  pk > :mark ORDER BY pk LIMIT :n ON CONFLICT (pk) DO NOTHING`` — the generic path's
+  insert-if-absent. The transaction pins the source, so the batch is proven exact by counting:
+  all selected rows were inserted and the target holds nothing else past the mark. Otherwise
+  (rows already there, keys taken outside the tenant's scope) the range is synced key by key.
+* **sync range** (bulk-copy reconcile, delta): DELETE target rows whose key the source lacks,
+  UPDATE rows whose content differs, INSERT missing ones — the set-based twin of
+  ``TenantDataMover._sync_range``, reporting the same inserted/updated/deleted counts.
+* **compare** (verification, purge guard): row counts of both sides plus a join on the primary key
+  counting pairs identical in every column (text compared byte for byte, storage class too where
+  the column's affinity leaves it open). Keys are unique on both sides, so "both counts equal the
+  number of identical pairs" is exact set equality — stronger than a 64-bit checksum.
+
+Transactions are deferred, so the source only ever gets a SHARED lock (BEGIN IMMEDIATE would
+reserve every attached database). In rollback-journal mode that lock lasts until the batch commits:
+the shared cell's writers wait at most one batch (``batch_size`` bounds it) to commit theirs; in WAL
+mode they do not wait at all. Nothing here writes to ``stamps_src``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from ops.migration.discovery import TablePlan
+
+Key = tuple[Any, ...]
+SRC = "stamps_src"  # schema name of the attached source
+
+
+def sqlite_file(engine: Engine) -> str | None:
+    """Absolute path of the file behind a pysqlite ``engine`` if another connection can ATTACH it."""
+    url = engine.url
+    if url.get_backend_name() != "sqlite" or url.get_driver_name() != "pysqlite":
+        return None
+    db = url.database
+    # In-memory and URI databases cannot be reopened by name from another connection.
+    if not db or db == ":memory:" or db.startswith("file:") or url.query.get("uri"):
+        return None
+    return os.path.abspath(db)
+
+
+@contextlib.contextmanager
+def attached(target: Engine, source_file: str) -> Iterator[sqlite3.Connection]:
+    """A pooled target connection in autocommit mode with the source attached as ``stamps_src``.
+
+    Callers open transactions with :func:`transaction`. A connection left in any other state (an
+    exception mid-transaction, a failed DETACH) is invalidated rather than returned to the pool.
+    """
+    proxy = target.raw_connection()
+    conn = proxy.driver_connection
+    assert isinstance(conn, sqlite3.Connection)
+    clean = False
+    try:
+        saved = conn.isolation_level
+        conn.isolation_level = None  # explicit BEGIN/COMMIT: the module must not open transactions itself
+        conn.execute(f"ATTACH DATABASE ? AS {SRC}", (source_file,))
+        yield conn
+        conn.execute(f"DETACH DATABASE {SRC}")
+        conn.isolation_level = saved
+        clean = True
+    finally:
+        if not clean:
+            proxy.invalidate()
+        proxy.close()
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    conn.execute("BEGIN")  # deferred, see the module docstring
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:  # SQLite may already have rolled back (e.g. SQLITE_FULL)
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _affinity(declared: str) -> str:
+    """Column affinity from the declared type, by SQLite's rules (datatype3.html, section 3.1)."""
+    t = declared.upper()
+    if "INT" in t:
+        return "INTEGER"
+    if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+        return "TEXT"
+    if "BLOB" in t or not t:
+        return "BLOB"
+    if "REAL" in t or "FLOA" in t or "DOUB" in t:
+        return "REAL"
+    return "NUMERIC"
+
+
+def _blob_affinity_columns(conn: sqlite3.Connection, schema: str, table: str) -> set[str]:
+    rows = conn.execute(f"PRAGMA {schema}.table_info({_quote(table)})").fetchall()
+    return {r[1] for r in rows if _affinity(r[2] or "") == "BLOB"}
+
+
+def _declares_collation(conn: sqlite3.Connection, schema: str, table: str) -> bool:
+    # Column collations are only in the DDL text (neither PRAGMA table_info nor SQLAlchemy's
+    # reflection reports them); without any, every column compares with BINARY already.
+    row = conn.execute(f"SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
+    return row is None or "COLLATE" in (row[0] or "").upper()
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One table compared: rows on each side, rows paired by key, pairs identical in every column."""
+
+    source_rows: int = 0
+    target_rows: int = 0
+    pairs: int = 0
+    identical: int = 0
+
+    @property
+    def differing(self) -> int:
+        """Rows missing from the target + rows only in the target + rows whose content differs."""
+        return self.source_rows + self.target_rows - self.pairs - self.identical
+
+
+class NativeTable:
+    """The SQL for one plan table: source ``stamps_src.<t>`` (alias s), target ``main.<t>``."""
+
+    def __init__(self, tp: TablePlan, tenant_id: Any, conn: sqlite3.Connection) -> None:
+        self.tp = tp
+        self.tenant_id = tenant_id
+        name = _quote(tp.name)
+        self.src, self.tgt = f"{SRC}.{name}", f"main.{name}"
+        self.cols = [_quote(c) for c in tp.columns]
+        self.pk = [_quote(c) for c in tp.pk]
+        self.non_pk = [_quote(c) for c in tp.columns if c not in tp.pk]
+        self.scope_col = _quote(tp.scope_column) if tp.scope_column else None
+        # Only BLOB ("none") affinity stores 1 and 1.0 as they come, and SQLite's equality calls them
+        # equal; every other affinity fixes the storage class of equal values, so typeof() is not needed.
+        loose = _blob_affinity_columns(conn, SRC, tp.name) | _blob_affinity_columns(conn, "main", tp.name)
+        self.loose = [_quote(c) for c in tp.columns if c in loose]
+        self.collate = any(_declares_collation(conn, s, tp.name) for s in (SRC, "main"))
+        self._marks = "?" if len(self.pk) == 1 else f"({', '.join('?' * len(self.pk))})"
+
+    # ------------------------------------------------------------------ SQL fragments
+
+    def _key(self, alias: str) -> str:
+        cols = [f"{alias}.{c}" for c in self.pk]
+        return cols[0] if len(cols) == 1 else f"({', '.join(cols)})"
+
+    def _order(self, alias: str, desc: bool = False) -> str:
+        return ", ".join(f"{alias}.{c}{' DESC' if desc else ''}" for c in self.pk)
+
+    def _select(self, alias: str, cols: list[str]) -> str:
+        return ", ".join(f"{alias}.{c}" for c in cols)
+
+    def where(self, alias: str, lo: Key | None = None, hi: Key | None = None) -> tuple[str, list[Any]]:
+        """Rows of ``alias`` in the tenant's scope with lo < key <= hi (None: unbounded)."""
+        sql, params = ["1"], []  # a WHERE also keeps INSERT … SELECT … ON CONFLICT unambiguous
+        if self.scope_col is not None:
+            sql.append(f"{alias}.{self.scope_col} = ?")
+            params.append(self.tenant_id)
+        for op, key in ((">", lo), ("<=", hi)):
+            if key is not None:
+                sql.append(f"{self._key(alias)} {op} {self._marks}")
+                params.extend(key)
+        return " AND ".join(sql), params
+
+    def _same(self, a: str, b: str) -> str:
+        """1 if rows ``a`` and ``b`` are identical in every plan column, else 0 (never NULL)."""
+        rhs = [f"{b}.{c}{' COLLATE BINARY' if self.collate else ''}" for c in self.cols]
+        terms = [
+            f"({self._select(a, self.cols)}) IS ({', '.join(rhs)})"
+            if len(self.cols) > 1
+            else f"{a}.{self.cols[0]} IS {rhs[0]}"
+        ]
+        terms += [f"typeof({a}.{c}) = typeof({b}.{c})" for c in self.loose]
+        return f"({' AND '.join(terms)})"
+
+    def _match(self, a: str, b: str) -> str:
+        return " AND ".join(f"{a}.{c} = {b}.{c}" for c in self.pk)
+
+    # ------------------------------------------------------------------ reads
+
+    def source_keys(self, conn: sqlite3.Connection, lo: Key | None, limit: int) -> list[Key]:
+        w, p = self.where("s", lo)
+        sql = f"SELECT {self._select('s', self.pk)} FROM {self.src} AS s WHERE {w} ORDER BY {self._order('s')} LIMIT ?"
+        return [tuple(r) for r in conn.execute(sql, [*p, limit]).fetchall()]
+
+    def _target_tail(self, conn: sqlite3.Connection, lo: Key | None) -> tuple[int, Key | None]:
+        """Target rows in scope past ``lo``: how many, and the last key."""
+        w, p = self.where("t", lo)
+        (count,) = conn.execute(f"SELECT count(*) FROM {self.tgt} AS t WHERE {w}", p).fetchone()
+        last = conn.execute(
+            f"SELECT {self._select('t', self.pk)} FROM {self.tgt} AS t WHERE {w} ORDER BY {self._order('t', True)} "
+            "LIMIT 1",
+            p,
+        ).fetchone()
+        return int(count), tuple(last) if last is not None else None
+
+    def target_key_after(self, conn: sqlite3.Connection, lo: Key | None, n: int) -> Key | None:
+        """The ``n``-th target key in scope after ``lo`` (keyset: walks the index from ``lo``)."""
+        w, p = self.where("t", lo)
+        row = conn.execute(
+            f"SELECT {self._select('t', self.pk)} FROM {self.tgt} AS t WHERE {w} ORDER BY {self._order('t')} "
+            "LIMIT 1 OFFSET ?",
+            [*p, n - 1],
+        ).fetchone()
+        return tuple(row) if row is not None else None
+
+    def compare(self, conn: sqlite3.Connection) -> Comparison:
+        """Both sides' in-scope rows; run it inside one transaction so each side is one snapshot."""
+        sw, sp = self.where("s")
+        tw, tp = self.where("t")
+        (n_src,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
+        (n_tgt,) = conn.execute(f"SELECT count(*) FROM {self.tgt} AS t WHERE {tw}", tp).fetchone()
+        pairs, identical = conn.execute(
+            f"SELECT count(*), coalesce(sum({self._same('s', 't')}), 0) FROM {self.src} AS s "
+            f"JOIN {self.tgt} AS t ON {self._match('t', 's')} AND {tw} WHERE {sw}",
+            [*tp, *sp],
+        ).fetchone()
+        return Comparison(int(n_src), int(n_tgt), int(pairs), int(identical))
+
+    # ------------------------------------------------------------------ writes (caller holds the transaction)
+
+    def _insert_sql(self, where: str, tail: str = "") -> str:
+        return (
+            f"INSERT INTO {self.tgt} ({', '.join(self.cols)}) SELECT {self._select('s', self.cols)} "
+            f"FROM {self.src} AS s WHERE {where}{tail} ON CONFLICT ({', '.join(self.pk)}) DO NOTHING"
+        )
+
+    def copy_batch(self, conn: sqlite3.Connection, lo: Key | None, n: int) -> tuple[int, Key | None]:
+        """Copy the next ``n`` source rows after ``lo``; returns (rows read, last key), (0, None) at the end.
+
+        Relies on what the bulk copy establishes before its batches: the target holds no in-scope
+        row past ``lo``. Checked, not assumed: if the target's tail is not exactly the rows just
+        inserted, the range is synced instead, so the target still ends up ≡ the rows read.
+        """
+        w, p = self.where("s", lo)
+        inserted = conn.execute(self._insert_sql(w, f" ORDER BY {self._order('s')} LIMIT ?"), [*p, n]).rowcount
+        held, last = self._target_tail(conn, lo)
+        if inserted == n and held == n:
+            return n, last  # the n source rows after lo, every one inserted, nothing else: exact
+        keys = self.source_keys(conn, lo, n)
+        if not keys:
+            return 0, None
+        if inserted == held == len(keys):
+            return len(keys), keys[-1]
+        read, _stats = self.sync(conn, lo, keys[-1], deletes=True)
+        return read, keys[-1]
+
+    def sync(self, conn: sqlite3.Connection, lo: Key | None, hi: Key, *, deletes: bool) -> tuple[int, dict[str, int]]:
+        """Make the target's in-scope rows with lo < key <= hi equal to the source's.
+
+        Returns (source rows in the range, {"inserted", "updated", "deleted"}). Deletes first and
+        inserts last, so a unique value that moved from a vanished row to a new one never collides.
+        """
+        sw, sp = self.where("s", lo, hi)
+        tw, tp = self.where(self.tgt, lo, hi)
+        ss, ssp = self.where("s")
+        in_source = f"SELECT 1 FROM {self.src} AS s WHERE {self._match('s', self.tgt)} AND {ss}"
+        stats = {"inserted": 0, "updated": 0, "deleted": 0}
+        if deletes:
+            stats["deleted"] = conn.execute(
+                f"DELETE FROM {self.tgt} WHERE {tw} AND NOT EXISTS ({in_source})", [*tp, *ssp]
+            ).rowcount
+        if self.non_pk:  # a row that is all key cannot differ from another with the same key
+            stats["updated"] = conn.execute(
+                f"UPDATE {self.tgt} SET ({', '.join(self.non_pk)}) = "
+                f"(SELECT {self._select('s', self.non_pk)} FROM {self.src} AS s "
+                f"WHERE {self._match('s', self.tgt)} AND {ss}) "
+                f"WHERE {tw} AND EXISTS ({in_source} AND NOT {self._same('s', self.tgt)})",
+                [*ssp, *tp, *ssp],
+            ).rowcount
+        stats["inserted"] = conn.execute(self._insert_sql(sw), sp).rowcount
+        (count,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
+        return int(count), stats
+
+    def delete_vanished(self, conn: sqlite3.Connection, lo: Key | None, hi: Key | None) -> int:
+        """Delete target rows in scope with lo < key <= hi whose key the source's scope lacks."""
+        w, p = self.where(self.tgt, lo, hi)
+        ss, ssp = self.where("s")
+        return int(
+            conn.execute(
+                f"DELETE FROM {self.tgt} WHERE {w} AND NOT EXISTS "
+                f"(SELECT 1 FROM {self.src} AS s WHERE {self._match('s', self.tgt)} AND {ss})",
+                [*p, *ssp],
+            ).rowcount
+        )
