@@ -8,7 +8,6 @@ compliance needs; the enterprise tier gets a dedicated CELL of its own. The chan
 from __future__ import annotations
 
 import argparse
-from collections import Counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -16,7 +15,7 @@ from pydantic import ValidationError
 from ops.playbooks.base import EXIT_OK, Context, PlaybookError, Refused, audit, find_cell
 from ops.tenant_directory import tenant_record
 from stamps.config.model import TenantConfig
-from stamps.placement import PlacementError, choose_shared_cell, dedicated_cell_for, default_region
+from stamps.placement import PlacementError, default_region, placement_for
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
@@ -45,23 +44,19 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
 
     model = tiers[tenant.tier].model
     region = tenant.region or default_region(cfg)
-    new_cell: dict[str, Any] | None = None
     if tenant.cell is not None:
         find_cell(env, tenant.cell, "--cell")
-        cell_name = tenant.cell
-    elif model == "dedicated":
-        cell = dedicated_cell_for(cfg, tenant, region)
-        if cell.name in {c.name for c in env.cells}:
-            raise Refused(f"--cell: a CELL named {cell.name!r} exists already; pass --cell for the tenant")
-        new_cell = cell.model_dump(by_alias=True, exclude_defaults=True, mode="json")
-        new_cell.update({"name": cell.name, "region": cell.region, "model": "dedicated"})
-        cell_name = cell.name
-    else:
-        load = Counter(env.tenant_cells.values())
-        try:
-            cell_name = choose_shared_cell(cfg, tenant, region, load, "TENANT").name
-        except PlacementError as err:
-            raise Refused(str(err)) from None
+    # The same placement the program runs, on the config with this tenant added.
+    trial = cfg.model_copy(update={"tenants": [*cfg.tenants, tenant]})
+    try:
+        placed = placement_for(trial, tenant.id)
+    except PlacementError as err:
+        raise Refused(str(err).replace(f"stamps:tenants[{len(cfg.tenants)}]", "TENANT")) from None
+    cell_name = placed.cell
+    new_cell: dict[str, Any] | None = None
+    if placed.new_cell is not None:
+        new_cell = placed.new_cell.model_dump(by_alias=True, exclude_defaults=True, mode="json")
+        new_cell.update({"name": placed.new_cell.name, "region": placed.new_cell.region, "model": "dedicated"})
 
     entry: dict[str, Any] = {"id": tenant.id, "tier": tenant.tier, "cell": cell_name, "email": tenant.email}
     if tenant.compliance:
