@@ -282,3 +282,15 @@ def test_concurrent_playbook_is_refused(ops: Ops, capsys: pytest.CaptureFixture[
     err = capsys.readouterr().err
     assert "failover" in err
     assert ops.text() == before
+
+
+def test_scale_what_if_shows_its_change_set_without_azure(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    changes = diff_of(ops, "scale", "--dry-run", "--simulate", "retail:cpu=95,sql=88")
+    assert {("update", "cell-retail-eus-app"), ("update", "cell-retail-eus-db")} <= changes
+    assert not any("banking" in n or "shared-smb" in n for _, n in changes)
+    assert ops.text() == before
+    assert ops("scale", "--simulate", "retail:cpu=95") == 2
+    assert "only go with --dry-run" in capsys.readouterr().err
+    assert ops("scale", "--dry-run", "--simulate", "retail:heat=3") == 2
+    assert "unknown metric 'heat'" in capsys.readouterr().err

@@ -51,6 +51,7 @@ from ops.azure_monitor import (
     SQL_DB_DTU_CONSUMPTION_PERCENT,
     Aggregation,
     AzureReadError,
+    MetricPoint,
     MetricSeries,
 )
 from ops.playbooks.base import (
@@ -530,6 +531,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise PlaybookError(f"--max-iterations: must be at least 1, got {args.max_iterations}")
     if args.cell is not None:
         find_cell(ctx.environment(), args.cell, "--cell")
+    if args.simulate:
+        if not ctx.dry_run:
+            raise PlaybookError("--simulate: what-if readings only go with --dry-run; a real run reads Azure")
+        env = ctx.environment()
+        spec = parse_simulation(args.simulate, env)
+        ctx.metrics_factory = lambda: SimulatedMetrics(env, ctx.outputs().get("cells") or {}, spec)
     if not args.watch:
         return one_pass(ctx, args.cell, args.runner)
     worst = EXIT_OK
@@ -548,6 +555,74 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         ctx.sleep(interval)
 
 
+SIMULATED: Final = {"cpu": CONTAINER_APP_CPU_PERCENT, "memory": CONTAINER_APP_MEMORY_PERCENT,
+                    "requests": CONTAINER_APP_REQUESTS, "replicas": CONTAINER_APP_REPLICAS,
+                    "sql": SQL_DB_CPU_PERCENT}
+
+
+class SimulatedMetrics:
+    """What-if readings for `--simulate`: steady values for the named CELLs, no data for the others.
+
+    Lets a dry run show what the triggers would change with no Azure access; never used for a real run.
+    """
+
+    def __init__(self, env: Any, outputs: Mapping[str, Any], spec: Mapping[str, Mapping[str, float]]) -> None:
+        self.values: dict[str, dict[str, float]] = {}
+        for info in outputs.values():
+            values = spec.get(str(info.get("cell")))
+            if values is None:
+                continue
+            app = {SIMULATED[k]: v for k, v in values.items() if k != "sql"}
+            app.setdefault(CONTAINER_APP_REPLICAS, float(env.instance(info["cell"], info["role"]).replicas.min))
+            self.values[str(info.get("appId"))] = app
+            sql = values.get("sql")
+            if sql is not None:
+                self.values[str(info.get("databaseId"))] = {SQL_DB_CPU_PERCENT: sql,
+                                                            SQL_DB_DTU_CONSUMPTION_PERCENT: sql}
+
+    def series(self, resource_id: str, names: Sequence[str], aggregation: Any, *, interval: str = "PT5M",
+               timespan: tuple[dt.datetime, dt.datetime] | Any = None) -> dict[str, list[MetricSeries]]:
+        start, end = timespan
+        stamps_: list[dt.datetime] = []
+        t = start.replace(second=0, microsecond=0)
+        while t <= end:
+            stamps_.append(t)
+            t += GRAIN
+        known = self.values.get(resource_id, {})
+        out: dict[str, list[MetricSeries]] = {}
+        for name in names:
+            value = known.get(name)
+            if name == CONTAINER_APP_REQUESTS and value is not None:
+                value *= GRAIN.total_seconds() / 60  # given per minute; Azure totals the interval
+            points = tuple(MetricPoint(ts, value) for ts in stamps_)
+            out[name] = [MetricSeries(resource_id, name, aggregation, "", {}, points)]
+        return out
+
+    def close(self) -> None:
+        return None
+
+
+def parse_simulation(items: Sequence[str], env: Any) -> dict[str, dict[str, float]]:
+    """`CELL:cpu=95,memory=40,requests=800,sql=70` → {cell: {metric: value}} (requests per minute)."""
+    spec: dict[str, dict[str, float]] = {}
+    for item in items:
+        cell, _, pairs = item.partition(":")
+        find_cell(env, cell, "--simulate")
+        values: dict[str, float] = {}
+        for pair in filter(None, pairs.split(",")):
+            name, _, raw = pair.partition("=")
+            if name not in SIMULATED:
+                raise PlaybookError(f"--simulate: unknown metric {name!r}; valid: {', '.join(SIMULATED)}")
+            try:
+                values[name] = float(raw)
+            except ValueError:
+                raise PlaybookError(f"--simulate: {pair!r} needs a number, like cpu=95") from None
+        if not values:
+            raise PlaybookError(f"--simulate: {item!r} names no metric; e.g. {cell}:cpu=95,sql=85")
+        spec[cell] = values
+    return spec
+
+
 def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("scale", help="apply the runbook's scaling triggers to every serving CELL",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -558,6 +633,9 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--max-iterations", type=int, default=None, metavar="N",
                    help="stop --watch after N passes (default: run until interrupted)")
     p.add_argument("--cell", default=None, metavar="NAME", help="only this CELL")
+    p.add_argument("--simulate", action="append", default=[], metavar="CELL:METRIC=V,...",
+                   help="with --dry-run: what-if readings instead of Azure Monitor, e.g. retail:cpu=95,sql=85 "
+                        "(metrics: cpu, memory, requests per minute, replicas, sql)")
     common(p)
     # lock_stack=False: a CLI that honours it leaves the stack lock free between passes; each change
     # takes it (Context.locked), so a watch never blocks a failover.
