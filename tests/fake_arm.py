@@ -28,6 +28,7 @@ also exports the managed-identity variables and clears service-principal ones vi
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -719,12 +720,18 @@ def _make_handler(fake: FakeArm, target: str) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@pytest.fixture(name="fake_arm")
-def fake_arm_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    """A started ``FakeArm`` with DefaultAzureCredential's environment pointed at it."""
+@contextlib.contextmanager
+def serving(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Iterator[FakeArm]:
+    """A started ``FakeArm(**kwargs)`` with DefaultAzureCredential's environment pointed at it."""
     for name in _COMPETING_CREDENTIAL_ENV:
         monkeypatch.delenv(name, raising=False)
-    with FakeArm() as arm:
+    with FakeArm(**kwargs) as arm:
         for name, value in arm.managed_identity_env().items():
             monkeypatch.setenv(name, value)
+        yield arm
+
+
+@pytest.fixture(name="fake_arm")
+def fake_arm_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
+    with serving(monkeypatch) as arm:
         yield arm

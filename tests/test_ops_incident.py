@@ -20,7 +20,7 @@ from ops.playbooks.incident import assess
 from ops.runner import OfflineRunner, RunResult
 from stamps.environment import Environment
 from tests.conftest import cached_plan
-from tests.fake_arm import FakeArm, RecordingTransport
+from tests.fake_arm import FakeArm, RecordingTransport, serving
 from tests.test_notify import Receiver, receiver  # noqa: F401  (the shared local HTTP receiver fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +66,7 @@ def runner(project: Path) -> RecordingRunner:
 
 @pytest.fixture
 def arm(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_USERNAME",
-                 "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_TOKEN_CREDENTIALS"):
-        monkeypatch.delenv(name, raising=False)
-    with FakeArm(subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
-        for name, value in fake.managed_identity_env().items():
-            monkeypatch.setenv(name, value)
+    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
         yield fake
 
 

@@ -18,7 +18,7 @@ from ops.playbooks.base import Context
 from ops.runner import AutomationRunner, OfflineRunner, RunnerError
 from stamps.environment import Environment
 from tests.conftest import cached_plan
-from tests.fake_arm import FakeArm, FakeResponse, RecordedRequest, RecordingTransport
+from tests.fake_arm import FakeArm, FakeResponse, RecordedRequest, RecordingTransport, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2030, 3, 10, 6, 30, tzinfo=dt.UTC)
@@ -42,12 +42,7 @@ def env() -> Environment:
 
 @pytest.fixture
 def arm(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_USERNAME",
-                 "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_TOKEN_CREDENTIALS"):
-        monkeypatch.delenv(name, raising=False)
-    with FakeArm(subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
-        for name, value in fake.managed_identity_env().items():
-            monkeypatch.setenv(name, value)
+    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
         yield fake
 
 
