@@ -294,3 +294,31 @@ def test_scale_what_if_shows_its_change_set_without_azure(ops: Ops, capsys: pyte
     assert "only go with --dry-run" in capsys.readouterr().err
     assert ops("scale", "--dry-run", "--simulate", "retail:heat=3") == 2
     assert "unknown metric 'heat'" in capsys.readouterr().err
+
+
+def test_cross_edition_sql_upgrade_leads_with_the_geo_secondary(ops: Ops) -> None:
+    text = ops.text().replace("sql: {sku: S3}\n      standby: {region: westus, replicas: {min: 1, max: 10}}\n"
+                              "    - name: healthcare", "sql: {sku: S6}\n      standby: {region: westus, "
+                              "replicas: {min: 1, max: 10}}\n    - name: healthcare", 1)
+    assert "sku: S6" in text
+    (ops.project / "Pulumi.prod.yaml").write_text(text)
+    previews: list[set[str]] = []
+
+    def factory(project_dir: Path, stack: str, dry_run: bool, kind: str) -> OfflineRunner:
+        runner = ops.factory(project_dir, stack, dry_run, kind)
+        preview = runner.preview
+
+        def record(*a: Any, **k: Any) -> Any:
+            result = preview(*a, **k)
+            previews.append({r.name for r in result.resources if r.type == "azure-native:sql:Database"})
+            return result
+
+        runner.preview = record  # type: ignore[method-assign]
+        return runner
+
+    args = ["scale", "--dry-run", "--simulate", "retail:sql=95", "--project-dir", str(ops.project),
+            "--runner", "offline"]
+    assert main(args, runner_factory=factory, **ops.seams) == 0
+    # First update: only the standby's database (S6 → P1); then the primary follows.
+    assert previews[0] == {"cell-retail-wus-db"}
+    assert "cell-retail-eus-db" in previews[1]

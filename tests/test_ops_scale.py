@@ -349,12 +349,12 @@ def _reading(cell: CellConfig, **latest: float) -> InstanceReading:
     return r
 
 
-def test_sql_upgrade_across_editions_is_held_for_a_cell_with_a_standby() -> None:
+def test_sql_upgrade_across_editions_leads_with_the_geo_secondary() -> None:
     cell = CellConfig.model_validate({"name": "retail", "region": "eastus", "model": "shared",
                                       "sql": {"sku": "S6"}, "replicas": {"min": 2, "max": 10}})
     d = decide(cell, [_reading(cell, cpu=10, sqlCpu=95, sqlDtu=95)], ScalingConfig(), None, True, T0)
-    assert (d.action, d.sku_to) == ("hold", "S6")
-    assert "crosses editions (Standard → Premium)" in d.reason
+    assert (d.action, d.sku_to) == ("scale-up", "P1")
+    assert "crosses editions (Standard → Premium)" in d.reason and "geo-secondary is upgraded first" in d.reason
     d = decide(cell, [_reading(cell, cpu=10, sqlCpu=95)], ScalingConfig(), None, False, T0)
     assert (d.action, d.sku_to) == ("scale-up", "P1")  # no geo-secondary: nothing to order
 

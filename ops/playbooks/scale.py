@@ -311,10 +311,10 @@ def _sku_up(sku: str, ladder: Sequence[str], has_standby: bool) -> tuple[str, st
         return sku, f"SQL SKU {sku} is the top of scaling.sqlLadder"
     nxt = ladder[idx + 1]
     if has_standby and edition(nxt) != edition(sku):
-        # Azure requires the geo-secondary to be upgraded first across editions; the stack updates the
-        # primary first (the secondary depends on it), so this step needs a human.
-        return sku, (f"SQL {sku} → {nxt} crosses editions ({edition(sku)} → {edition(nxt)}): Azure needs the "
-                     "geo-secondary upgraded first, which one stack update cannot order; upgrade by hand")
+        # Azure wants the geo-secondary upgraded first across editions, but one stack update changes the
+        # primary first (the secondary depends on it): the apply step runs two updates, standby first.
+        return nxt, (f"SQL {sku} → {nxt} crosses editions ({edition(sku)} → {edition(nxt)}): "
+                     "the geo-secondary is upgraded first, in its own update")
     return nxt, ""
 
 
@@ -458,8 +458,20 @@ def _apply(ctx: Context, todo: Sequence[Decision], now: dt.datetime, state: dict
                     cfg.set(f"{base}.sql.sku", d.sku_to)
                 else:
                     cfg.set(f"{base}.sql", {"sku": d.sku_to})
+                if cell.standby is not None:
+                    # The primary caught up with its geo-secondary: the override has done its job.
+                    cfg.delete(f"{base}.standby.sqlSku", missing_ok=True)
             applied.append(d)
 
+    leads = [d for d in todo if d.cell.standby is not None and d.sku_to != d.sku
+             and edition(d.sku_to) != edition(d.sku) and d.action == "scale-up"]
+    if leads:
+        def standby_first(cfg: StackConfigFile) -> None:
+            for d in leads:
+                cfg.set(f"{cell_path(d.cell.name)}.standby.sqlSku", d.sku_to)
+
+        ctx.apply("scale: upgrade the geo-secondaries first (cross-edition) — "
+                  + ", ".join(f"{d.cell.name} {d.sku} → {d.sku_to}" for d in leads), standby_first)
     title = "scale " + ", ".join(f"{d.cell.name} {d.action.removeprefix('scale-')}" for d in todo)
     try:
         result = ctx.apply(title, edit)

@@ -265,7 +265,10 @@ class Cell(StampsComponent):
             resource_group_name=rg,
             server_name=self.sql_server.name,
             location=inst.region,
-            sku=azure.sql.SkuArgs(name=cfg.sql.sku),
+            # A standby leads cross-edition upgrades (Azure wants the geo-secondary upgraded first).
+            sku=azure.sql.SkuArgs(
+                name=(cfg.standby.sql_sku if inst.role == "standby" and cfg.standby and cfg.standby.sql_sku
+                      else cfg.sql.sku)),
             tags=tags,
             opts=self.opts(),
         )

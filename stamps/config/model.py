@@ -166,6 +166,14 @@ class SqlConfig(Section):
 class StandbyConfig(Section):
     region: Region
     replicas: Replicas = Replicas(min=1, max=10)
+    sql_sku: str | None = Field(
+        None, description="the geo-secondary's SKU while it leads a cross-edition upgrade (set by `scale`)")
+
+    @model_validator(mode="after")
+    def _check(self) -> StandbyConfig:
+        if self.sql_sku is not None and self.sql_sku not in SQL_SKUS:
+            raise ValueError(f"sqlSku {self.sql_sku!r} is not an Azure SQL service objective")
+        return self
 
 
 class IsolationRecord(Section):
