@@ -105,8 +105,13 @@ def read_project(project_dir: Path) -> str:
 
 def read_stack_config(config_file: Path) -> tuple[dict[str, str], list[str]]:
     """The CLI's view of a stack file: `ns:key` → string (JSON for structured values), plus secret keys."""
+    config_file = Path(config_file)
+    if not config_file.is_file():
+        here = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in config_file.parent.glob("Pulumi.*.yaml"))
+        raise StackFileError(f"{config_file}: no such stack config file; stacks in {config_file.parent}: "
+                             f"{', '.join(here) or '(none)'}")
     try:
-        doc = yaml.safe_load(Path(config_file).read_text()) or {}
+        doc = yaml.safe_load(config_file.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise StackFileError(f"{config_file}: cannot read the stack config ({exc})") from None
     config = doc.get("config") or {}
