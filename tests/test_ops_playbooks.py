@@ -322,3 +322,26 @@ def test_cross_edition_sql_upgrade_leads_with_the_geo_secondary(ops: Ops) -> Non
     # First update: only the standby's database (S6 → P1); then the primary follows.
     assert previews[0] == {"cell-retail-wus-db"}
     assert "cell-retail-eus-db" in previews[1]
+
+
+def test_failover_through_the_automation_api_targets_only_its_resources(ops: Ops) -> None:
+    """The real runner seam, with a stand-in for the `pulumi` command: the argv a CLI would receive."""
+    from ops.runner import AutomationRunner
+    from tests.test_runner import FakePulumi
+
+    fake = FakePulumi()
+
+    def factory(project_dir: Path, stack: str, dry_run: bool, kind: str) -> AutomationRunner:
+        return AutomationRunner(project_dir, stack, pulumi_command=fake, show_progress=False)
+
+    args = ["failover", "--to", "westus", "--force", "--project-dir", str(ops.project), "--actor", "sre-alice"]
+    assert main(args, runner_factory=factory, **ops.seams, metrics_factory=lambda: Health()) == 0
+    up = next(call for call in fake.calls if call[0] == "up")
+    targets = [up[i + 1] for i, arg in enumerate(up) if arg == "--target"]
+    names = sorted(t.rsplit("::", 1)[1] for t in targets)
+    assert names == sorted(["routing-tm", "routing-afd-origin-eastus", "routing-afd-origin-westus",
+                            "cell-banking-wus-app", "cell-retail-wus-app", "cell-healthcare-wus-app"])
+    assert all(t.startswith("urn:pulumi:prod::stamps::") for t in targets)
+    assert "--target-dependents" in up and "--yes" in up
+    assert ops.stack["stamps:activeRegion"] == "westus", "the CLI deploys the saved, reviewed stack file"
+    assert not any(call[:2] == ["config", "set-all"] for call in fake.calls)
