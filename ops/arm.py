@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
 from azure.core.exceptions import (
@@ -31,7 +30,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 
-from ops.azure_monitor import AzureReadError, RetrySettings
+from ops.azure_monitor import AzureClient, AzureReadError, RetrySettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -83,7 +82,7 @@ def subscription_of(resource_id: str) -> str:
     return parts[1]
 
 
-class ArmReader:
+class ArmReader(AzureClient):
     """GET, list and POST-query against ARM with the credential, retry policy and errors of ``MetricsReader``.
 
     ``arm_endpoint`` overrides the endpoint (sovereign clouds, the local fake); the token audience is
@@ -134,21 +133,6 @@ class ArmReader:
                                                      connection_timeout=connection_timeout,
                                                      read_timeout=read_timeout),
         )
-
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        self._client.close()
-        if self._owns_credential:
-            close = getattr(self._credential, "close", None)
-            if callable(close):
-                close()
-
-    def __enter__(self) -> ArmReader:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ reads
     def get(self, path: str, api_version: str, *, params: Mapping[str, str] | None = None) -> dict[str, Any]:

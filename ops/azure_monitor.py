@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Self
 
 from azure.core import AzureClouds
 from azure.core.exceptions import (
@@ -210,7 +210,30 @@ class MetricSeries:
 Timespan = dt.timedelta | tuple[dt.datetime, dt.datetime]
 
 
-class MetricsReader:
+class AzureClient:
+    """Lifecycle shared by the readers: close the pipeline, and the credential only if we created it."""
+
+    _client: Any
+    _credential: Any
+    _owns_credential: bool
+
+    def close(self) -> None:
+        self._client.close()
+        if self._owns_credential:
+            close = getattr(self._credential, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class MetricsReader(AzureClient):
     """Reads platform metrics through ``MonitorManagementClient.metrics.list``.
 
     ``credential`` defaults to ``DefaultAzureCredential()`` (managed identity in Azure, CLI locally).
@@ -266,22 +289,6 @@ class MetricsReader:
             kwargs["transport"] = transport
         self.arm_endpoint = arm_endpoint
         self._client = MonitorManagementClient(credential, subscription_id, base_url=arm_endpoint, **kwargs)
-
-    # ------------------------------------------------------------------ lifecycle
-    def close(self) -> None:
-        self._client.close()
-        if self._owns_credential:
-            close = getattr(self._credential, "close", None)
-            if callable(close):
-                close()
-
-    def __enter__(self) -> MetricsReader:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ reads
     def series(
