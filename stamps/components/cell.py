@@ -95,7 +95,7 @@ class Cell(StampsComponent):
                     target_port=8080,
                     transport="auto",
                     allow_insecure=False,
-                    traffic=self._traffic(inst),
+                    traffic=self._traffic(inst, n.container_app(inst.key)),
                     # Isolation: deny every caller at the ingress as well, so nothing reaches a revision.
                     ip_security_restrictions=[
                         azure.app.IpSecurityRestrictionRuleArgs(
@@ -238,12 +238,11 @@ class Cell(StampsComponent):
         )
 
     @staticmethod
-    def _traffic(inst: CellInstance) -> list[azure.app.TrafficWeightArgs]:
+    def _traffic(inst: CellInstance, app_name: str) -> list[azure.app.TrafficWeightArgs]:
         """Blue-green: the stable revision keeps the rest of the traffic while a canary takes its share."""
         cfg = inst.cell
         if cfg.canary is None:
             return [azure.app.TrafficWeightArgs(latest_revision=True, weight=100, label="stable")]
-        app_name = f"ca-{inst.key}"
         weights = [
             azure.app.TrafficWeightArgs(
                 revision_name=f"{app_name}--{revision_suffix(cfg.canary.version)}",
