@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 # Each module exposes `register(subparsers)`; the parser it adds sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = ("plan", "schema", "capacity", "alerts", "dashboards", "topology", "policy")
+COMMANDS: tuple[str, ...] = ("plan", "routes", "schema", "capacity", "alerts", "dashboards", "topology", "policy")
 
 EXIT_OK, EXIT_USAGE, EXIT_POLICY = 0, 2, 3
 
