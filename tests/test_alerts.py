@@ -114,7 +114,11 @@ def test_every_cell_instance_has_its_own_alert_set(prod_plan: Plan, key: str) ->
 def test_global_and_regional_resources_have_their_alerts(prod_plan: Plan) -> None:
     ids = arm_ids(prod_plan)
     glob = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-global")
-    assert set(glob) == {r.id for r in catalog.rules_for("global")}
+    assert set(glob) == {r.id for r in catalog.rules_for("global")} - {"tm-endpoints-down"}
+    # Each primary region's Traffic Manager profile pages on its own: "no healthy endpoint" for eastus.
+    tm = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-tm-eastus")
+    assert set(tm) == {"tm-endpoints-down"}
+    assert tm["tm-endpoints-down"]["inputs"]["scopes"][0].endswith("/trafficManagerProfiles/tm-stamps-prod-eus")
     for region in ("eastus", "westus"):
         regional = children(prod_plan, "stamps:monitoring:AlertSet", f"monitoring-region-{region}")
         assert set(regional) == {"agw-unhealthy-hosts", "kv-availability"}

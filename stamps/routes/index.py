@@ -50,8 +50,10 @@ def _template_regex(template: str) -> re.Pattern[str]:
     for m in re.finditer(r"\{(\w+)\}", template):
         out.append(re.escape(template[pos:m.start()]))
         name = m.group(1)
-        out.append(r"[^/]+" if name == "sub" else (r"(?P<%s>.+)" % name if name in ("scope", "resourceUri")
-                                                   else r"(?P<%s>[^/]+)" % name))
+        if name == "sub":
+            out.append(r"[^/]+")
+        else:  # a scope or resource URI is itself an id, slashes included
+            out.append(f"(?P<{name}>.+)" if name in ("scope", "resourceUri") else f"(?P<{name}>[^/]+)")
         pos = m.end()
     out.append(re.escape(template[pos:]))
     return re.compile("^" + "".join(out) + "$", re.IGNORECASE)

@@ -345,8 +345,9 @@ class Walker:
             return
         tr.hops.append(f"{_label(result.gateway)} {result.rule}")
         if result.verdict != "routed":
-            self.add(ERROR, "tenant-unreachable", f"tenant {tr.tenant}: {_label(result.gateway)} "
-                     f"{'blocks API Management (WAF rule ' + result.waf_rule + ')' if result.verdict == 'blocked' else 'has no listener'}",
+            why = (f"blocks API Management (WAF rule {result.waf_rule})" if result.verdict == "blocked"
+                   else "has no listener")
+            self.add(ERROR, "tenant-unreachable", f"tenant {tr.tenant}: {_label(result.gateway)} {why}",
                      result.gateway["urn"])
             return
         if not apps:
@@ -481,7 +482,8 @@ class Walker:
                     if probe.get("path") not in served:
                         self.add(ERROR, "probe-misses-backend",
                                  f"{_label(agw)} probe {probe.get('name')} calls {probe.get('path')} on "
-                                 f"{_label(host.resource)}, which serves {', '.join(sorted(served)) or 'no probe path'}",
+                                 f"{_label(host.resource)}, which serves "
+                                 f"{', '.join(sorted(served)) or 'no probe path'}",
                                  agw["urn"], host.resource["urn"])
 
 
