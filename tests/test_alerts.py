@@ -172,9 +172,10 @@ def test_catalog_defaults_are_accepted_by_azure() -> None:
 
 def test_runbook_critical_alerts(prod_plan: Plan) -> None:
     glob = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-global")
+    tm = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-tm-eastus")
     cell = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-cell-retail-eus")
     expected = {
-        "tm-endpoints-down": (glob, "ProbeAgentCurrentEndpointStateByProfileResourceId", "LessThan", 1, 0),
+        "tm-endpoints-down": (tm, "ProbeAgentCurrentEndpointStateByProfileResourceId", "LessThan", 1, 0),
         "afd-origin-latency": (glob, "OriginLatency", "GreaterThan", 500, 2),
         "apim-gateway-latency": (glob, "Duration", "GreaterThan", 1000, 1),
         "apim-requests-high": (glob, "Requests", "GreaterThan", 10_000, 2),

@@ -96,7 +96,6 @@ class RegionConfig(Section):
 class TrafficManagerConfig(Section):
     ttl: int = Field(300, ge=0, le=2147483647, description="DNS TTL in seconds in normal operation.")
     failover_ttl: int = Field(60, ge=0, le=300, description="DNS TTL while failed over, for fast failback.")
-    probe_path: str = Field("/health", pattern=r"^/[A-Za-z0-9/_.-]*$")
     probe_interval: Literal[10, 30] = 30
     tolerated_failures: int = Field(3, ge=0, le=9)
 

@@ -44,6 +44,16 @@ def _path_matches(pattern: str, path: str) -> bool:
     return path == pattern
 
 
+def _networks(values: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    out = []
+    for v in values:
+        try:
+            out.append(ipaddress.ip_network(v, strict=False))
+        except ValueError:
+            continue  # not known yet (preview) or not an address: matches nothing
+    return out
+
+
 def _condition(cond: Mapping[str, Any], req: Request) -> bool:
     variables = [v.get("variableName") for v in cond.get("matchVariables") or []]
     values = [str(v) for v in cond.get("matchValues") or []]
@@ -53,11 +63,10 @@ def _condition(cond: Mapping[str, Any], req: Request) -> bool:
         if var == "RemoteAddr":
             if req.source is None:
                 # Anyone on the internet: a match only for a rule that covers every address.
-                hit = op == "IPMatch" and any(ipaddress.ip_network(v, strict=False).num_addresses >= 2**32
-                                              for v in values if "/" in v)
+                hit = op == "IPMatch" and any(n.num_addresses >= 2**32 for n in _networks(values) if n.version == 4)
             else:
                 addr = ipaddress.ip_address(req.source)
-                hit = op == "IPMatch" and any(addr in ipaddress.ip_network(v, strict=False) for v in values)
+                hit = op == "IPMatch" and any(addr in n for n in _networks(values))
         elif var == "RequestMethod":
             hit = op == "Equal" and req.method in values
         elif var == "RequestUri":

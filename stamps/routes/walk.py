@@ -32,6 +32,7 @@ from stamps.routes.index import (
 )
 
 APIM_STATUS_PATH = "/status-0123456789abcdef"
+UNKNOWN_MARK = "[unknown]"  # the plan's marker for a value not known yet (a real preview)
 SUBSCRIPTION_PREFIX = "tenant-"
 ERROR, WARNING = "error", "warning"
 
@@ -172,8 +173,9 @@ class Walker:
             gname = group["inputs"].get("originGroupName")
             for origin in self.index.of(AFD_ORIGIN):
                 if origin["inputs"].get("originGroupName") != gname or \
-                        origin["inputs"].get("enabledState", "Enabled") != "Enabled":
-                    continue
+                        origin["inputs"].get("enabledState", "Enabled") != "Enabled" or \
+                        origin["inputs"].get("hostName") in (None, UNKNOWN_MARK):
+                    continue  # an origin whose host is not known yet (preview) cannot be judged
                 out.append((route, origin, self.index.resolve_host(str(origin["inputs"].get("hostName", "")))))
                 self.check_front_door_probe(group, origin, out[-1][2])
         return out
