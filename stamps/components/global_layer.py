@@ -94,10 +94,10 @@ class Global(StampsComponent):
             minimal_tls_version="Tls12",
             # Restricted networks: only the operators' egress ranges over the public endpoint (none: public
             # access off), CELLs over the regional private endpoints.
-            public_network_access="Enabled" if directory.allowed_ip_ranges else "Disabled",
+            public_network_access="Enabled" if env.config.operator_ip_ranges else "Disabled",
             is_virtual_network_filter_enabled=True,
             ip_rules=[azure.cosmosdb.IpAddressOrRangeArgs(ip_address_or_range=r)
-                      for r in directory.allowed_ip_ranges],
+                      for r in env.config.operator_ip_ranges],
             # Continuous backup: point-in-time restore of the directory ("Data Recovery"), which periodic backup
             # only offers through a support ticket (https://learn.microsoft.com/azure/cosmos-db/continuous-backup-restore-introduction).
             backup_policy=azure.cosmosdb.ContinuousModeBackupPolicyArgs(

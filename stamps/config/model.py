@@ -120,12 +120,8 @@ def _check_cidr(value: str) -> str:
 
 
 class DirectoryConfig(Section):
-    """The Cosmos DB tenant directory's network and backup (runbook: "Data Recovery")."""
+    """The Cosmos DB tenant directory's backup (runbook: "Data Recovery")."""
 
-    allowed_ip_ranges: list[Annotated[str, AfterValidator(_check_cidr)]] = Field(
-        default_factory=list,
-        description="public egress ranges of the operators/CI running stamps-ops; empty: public access disabled "
-                    "(reach it over the regional private endpoints only)")
     backup_tier: Literal["Continuous7Days", "Continuous30Days"] = Field(
         "Continuous30Days", description="continuous backup: point-in-time restore window of the directory")
 
@@ -390,6 +386,10 @@ class StampsConfig(Section):
     app: AppConfig | None = Field(None, description="the CELL container (required outside dev)")
     operators: list[OperatorConfig] = Field(
         default_factory=list, description="Entra principals that run stamps-ops: Cosmos DB directory writes")
+    operator_ip_ranges: list[Annotated[str, AfterValidator(_check_cidr)]] = Field(
+        default_factory=list,
+        description="public egress ranges of the operators/CI running stamps-ops, allowed through the Cosmos DB "
+                    "and Key Vault firewalls; empty: public access disabled (private endpoints only)")
     directory: DirectoryConfig = DirectoryConfig()
     tiers: list[TierConfig] = Field(min_length=1)
     cells: list[CellConfig] = Field(min_length=1)
