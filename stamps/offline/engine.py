@@ -22,6 +22,7 @@ import yaml
 from google.protobuf import json_format, struct_pb2
 
 from stamps import speedup
+from stamps.config.loader import NAMESPACE, SECRET_KEYS
 from stamps.offline.mocks import AzureMocks
 from stamps.offline.plan import SECRET, UNKNOWN, Plan
 
@@ -170,6 +171,12 @@ def plan_stack(
     project = read_project(project_dir)
     config_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
     values, secret_keys = read_stack_config(config_file)
+    # A clone ships no secrets (they come from `pulumi config set --secret` or ESC). Offline only, an absent
+    # one is a redacted placeholder, so the plan still shows where it goes; the CLI reports it as missing.
+    for key in SECRET_KEYS:
+        if f"{NAMESPACE}:{key}" not in values:
+            values[f"{NAMESPACE}:{key}"] = SECRET
+            secret_keys.append(f"{NAMESPACE}:{key}")
 
     with _lock, _program_path(project_dir), speedup.plan_shortcuts():
         mocks = AzureMocks()
