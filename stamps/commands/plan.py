@@ -10,7 +10,9 @@ from rich.console import Console
 
 from stamps.cli import UsageError
 from stamps.offline import Plan, diff_plans, plan_stack
+from stamps.offline.progress import progress_line
 from stamps.offline.render import print_diff, summary, tree
+from stamps.speedup import exit_fast
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
@@ -35,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.against and not Path(args.against).is_file():
         raise UsageError(f"--against: {args.against} does not exist")
     # Plan everything first: a config error in any target must leave no output file behind.
-    plans = [plan_stack(project_dir, stack, cfg) for stack, cfg in targets]
+    with progress_line(sys.stdout, len(targets), enabled=not args.quiet) as progress:
+        plans = [plan_stack(project_dir, stack, cfg, on_register=progress.stack(cfg.name if cfg else stack))
+                 for stack, cfg in targets]
     earlier = Plan.load(Path(args.against)) if args.against else None  # before --out may overwrite it
     # Written before anything is printed: a closed pipe (`| head`) must not cost the plan file.
     if args.out:
@@ -57,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         from stamps.policycheck import check_plans
 
-        return check_plans(plans, console)
-    return 0
+        return exit_fast(check_plans(plans, console))
+    return exit_fast(0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

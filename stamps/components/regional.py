@@ -19,8 +19,6 @@ from stamps.components.cell import Cell, CellNetwork, Shared
 from stamps.environment import CellInstance, Environment
 
 APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, 2
-# The CELL app's readiness endpoint: what the gateway's probes and the regional health paths check.
-READY_PATH = "/health/ready"
 HEALTH_PREFIX = "/health/"
 
 
@@ -267,14 +265,20 @@ class Region(StampsComponent):
         pools = [azure.network.ApplicationGatewayBackendAddressPoolArgs(name="pool-unrouted")]
         settings, probes, rules = [], [], []
 
-        def backend(key: str, fqdns: list[pulumi.Output[str]], path_override: str | None = None) -> None:
+        def ready_path(cell: Cell) -> str:
+            # The gateway probes what the app's own readiness probe calls (stamps:app.readinessPath).
+            app = env.config.app_for(cell.instance.cell)
+            return app.readiness_path if app else "/"
+
+        def backend(key: str, fqdns: list[pulumi.Output[str]], probe_path: str,
+                    path_override: str | None = None) -> None:
             # Backends by FQDN with the host name taken from it: the environment's ingress routes by host,
             # and one pool may hold several CELLs (the health pools).
             pools.append(azure.network.ApplicationGatewayBackendAddressPoolArgs(
                 name=f"pool-{key}", backend_addresses=[
                     azure.network.ApplicationGatewayBackendAddressArgs(fqdn=f) for f in fqdns]))
             probes.append(azure.network.ApplicationGatewayProbeArgs(
-                name=f"probe-{key}", protocol="Https", path=READY_PATH, interval=30, timeout=30,
+                name=f"probe-{key}", protocol="Https", path=probe_path, interval=30, timeout=30,
                 unhealthy_threshold=3, pick_host_name_from_backend_http_settings=True,
             ))
             settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
@@ -293,7 +297,7 @@ class Region(StampsComponent):
         for cell in self.cells:
             inst: CellInstance = cell.instance
             # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
-            backend(inst.name, [] if inst.isolated else [cell.fqdn])
+            backend(inst.name, [] if inst.isolated else [cell.fqdn], ready_path(cell))
             rules.append(rule(inst.name, f"/cells/{inst.name}/*"))
         # One health path per primary region this gateway serves for: its pool holds exactly the CELL
         # instances that serve that region's tenants from here, so a Traffic Manager probe on it fails when
@@ -303,7 +307,8 @@ class Region(StampsComponent):
             if not members:
                 continue
             key = f"health-{primary}"
-            backend(key, [c.fqdn for c in members], path_override=READY_PATH)
+            # The probe path is rewritten to the apps' readiness path: the health path returns no tenant data.
+            backend(key, [c.fqdn for c in members], ready_path(members[0]), path_override=ready_path(members[0]))
             rules.append(rule(key, health_path(primary)))
         settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
             name="settings-unrouted", port=443, protocol="Https", cookie_based_affinity="Disabled", request_timeout=30,

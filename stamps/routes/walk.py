@@ -131,6 +131,12 @@ class Walker:
                          agw["urn"])
         return result, apps
 
+    @staticmethod
+    def probe_paths(app: Resource) -> set[str]:
+        """The paths a Container App's own liveness/readiness probes call."""
+        return {str((p.get("httpGet") or {}).get("path")) for c in
+                (app["inputs"].get("template") or {}).get("containers") or [] for p in c.get("probes") or []}
+
     def endpoint_targets(self, profile: Resource) -> list[tuple[Mapping[str, Any], Resource | None]]:
         eps = [e for e in profile["inputs"].get("endpoints") or [] if e.get("endpointStatus", "Enabled") == "Enabled"]
         eps.sort(key=lambda e: float(e.get("priority", 1e9)))
@@ -254,7 +260,8 @@ class Walker:
                     if result is None or result.verdict != "routed" or not apps:
                         continue
                     cells = sorted({_tag(a, "cell") + "@" + str(a["inputs"].get("location")) for a in apps})
-                    if sample.startswith("/health/") and result.backend_path.startswith("/health/"):
+                    if all(result.backend_path in self.probe_paths(a) for a in apps):
+                        # Rewritten to the apps' own probe path: a probe answer, no tenant data.
                         reached.append(f"{p} (health only)")
                         continue
                     health_only = False
@@ -478,9 +485,7 @@ class Walker:
                     host = self.index.resolve_host(str(addr.get("fqdn") or addr.get("ipAddress")), from_vnet=vnet)
                     if host is None or host.kind != "container-app" or probe is None:
                         continue
-                    served = {str((p.get("httpGet") or {}).get("path")) for c in
-                              (host.resource["inputs"].get("template") or {}).get("containers") or []
-                              for p in c.get("probes") or []}
+                    served = self.probe_paths(host.resource)
                     if probe.get("path") not in served:
                         self.add(ERROR, "probe-misses-backend",
                                  f"{_label(agw)} probe {probe.get('name')} calls {probe.get('path')} on "
