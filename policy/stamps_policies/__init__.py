@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import apim, cells, cost, regions, security, tagging, traffic
+from . import apim, cells, cost, protection, regions, security, tagging, traffic
 
 PACK_NAME = "stamps-policies"
 
@@ -23,6 +23,7 @@ def all_policies() -> list[Policy]:
         *apim.policies(),
         *cells.policies(),
         *traffic.policies(),
+        *protection.policies(),
         *cost.policies(),
     ]
 
