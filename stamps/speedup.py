@@ -46,15 +46,45 @@ source for every function the equivalence argument relies on hashes to the finge
 version (so a locally edited SDK or another monkeypatch also disables it). pulumi-azure-native is not patched
 or introspected (verified with 3.29.0); it only supplies the ``pulumi.Alias`` objects, which are handled
 generically, so its version is not guarded. ``STAMPS_SDK_SPEEDUP=0`` (or false/no/off) keeps stock behaviour.
+
+Offline plan only
+-----------------
+Three more shortcuts are only ever applied by the offline engine (``plan_shortcuts()`` around one
+``plan_stack``) and by the ``stamps`` CLI process (``exit_fast``), never by ``program.run()``, so
+``pulumi up`` under the real engine runs stock. Each needs a verified pulumi version (as above) and
+can be switched off for the benchmark with its variable set to 0/false/no/off:
+
+- ``STAMPS_PLAN_GC``: the cyclic garbage collector is disabled while the program registers resources
+  and restored afterwards (exceptions included). A plan allocates millions of long-lived SDK objects
+  (Outputs, Tasks, futures) and the collector kept re-traversing them: ~40% of a 3,000-resource plan.
+  Plans hold little cyclic garbage, so peak memory barely moves (benchmarks/plan_bench.py shows it).
+- ``STAMPS_PLAN_STACK``: ``pulumi.runtime.resource._get_stack_trace`` (called once per resource) is
+  replaced by ``_cheap_get_stack_trace``, which builds the same ``StackTrace`` message from the same
+  frames: it walks ``f_back`` itself instead of ``traceback.extract_stack`` (which reads every source line
+  and stats every file through ``linecache``) and caches ``Path.as_uri()`` per file name. Its own
+  fingerprint covers the SDK functions and the stdlib ``traceback`` code the stock result depends on.
+- ``STAMPS_PLAN_FAST_EXIT``: once the ``stamps`` CLI has written its files (atomically) and printed
+  everything, ``exit_fast`` runs the ``atexit`` handlers, flushes stdout/stderr and ends the process
+  with ``os._exit``, skipping the interpreter's teardown of every object the plan built (~1 s on a
+  3,000-resource plan). Only in the ``stamps`` console script / ``python -m stamps.cli`` process: a
+  library caller (tests, ops) always gets its return value.
+
+tests/test_speedup.py runs the equivalence scenario with every shortcut on against all of them off.
 """
 
 from __future__ import annotations
 
+import atexit
+import gc
 import hashlib
 import inspect
 import os
+import pathlib
+import sys
 import threading
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
@@ -64,14 +94,29 @@ import pulumi.output as pulumi_output
 import pulumi.resource as pulumi_resource
 from pulumi.runtime import resource as runtime_resource
 from pulumi.runtime import settings as runtime_settings
-from pulumi.runtime.proto import alias_pb2
+from pulumi.runtime.proto import alias_pb2, source_pb2
 
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ENV_VAR", "SUPPORTED_PULUMI_VERSIONS", "disable", "enable", "is_active", "status"]
+__all__ = [
+    "ENV_VAR",
+    "FAST_EXIT_ENV_VAR",
+    "GC_ENV_VAR",
+    "STACK_ENV_VAR",
+    "SUPPORTED_PULUMI_VERSIONS",
+    "disable",
+    "enable",
+    "exit_fast",
+    "is_active",
+    "plan_shortcuts",
+    "status",
+]
 
 ENV_VAR = "STAMPS_SDK_SPEEDUP"
+GC_ENV_VAR = "STAMPS_PLAN_GC"
+STACK_ENV_VAR = "STAMPS_PLAN_STACK"
+FAST_EXIT_ENV_VAR = "STAMPS_PLAN_FAST_EXIT"
 _ENV_OFF = frozenset({"0", "false", "no", "off"})
 
 # sha256 over the source of _fingerprinted_objects(), per pulumi version the equivalence was verified on.
@@ -79,6 +124,10 @@ _VERIFIED_SDK: dict[str, str] = {
     "3.272.0": "122c42e1124a33b2f71a1e76df4838864decc0132bfbc07b5fb92d58a39e0377",
 }
 SUPPORTED_PULUMI_VERSIONS: frozenset[str] = frozenset(_VERIFIED_SDK)
+# sha256 over the source of _stack_capture_objects(), per pulumi version _cheap_get_stack_trace was verified on.
+_VERIFIED_STACK_CAPTURE: dict[str, str] = {
+    "3.272.0": "3af7cfa7635af9e35e8de328307806beedac73e0ef61844fa4dfa1a89046c22e",
+}
 
 # Captured at import so enable() can tell whether someone else has already replaced them.
 _ORIGINAL_COLLAPSE: Callable[..., pulumi.Output[str]] = pulumi_resource.collapse_alias_to_urn
@@ -220,14 +269,7 @@ def _fingerprinted_objects() -> tuple[object, ...]:
 
 
 def _sdk_fingerprint() -> str | None:
-    digest = hashlib.sha256()
-    try:
-        for obj in _fingerprinted_objects():
-            digest.update(inspect.getsource(obj).encode())  # type: ignore[arg-type]
-            digest.update(b"\0")
-    except (OSError, TypeError):
-        return None
-    return digest.hexdigest()
+    return _source_digest(_fingerprinted_objects())
 
 
 def _installed_pulumi_version() -> str | None:
@@ -237,8 +279,8 @@ def _installed_pulumi_version() -> str | None:
         return None
 
 
-def _env_disabled() -> bool:
-    return os.environ.get(ENV_VAR, "").strip().lower() in _ENV_OFF
+def _env_disabled(var: str = ENV_VAR) -> bool:
+    return os.environ.get(var, "").strip().lower() in _ENV_OFF
 
 
 def _unsupported_reason() -> str | None:
@@ -305,3 +347,169 @@ def is_active() -> bool:
 def status() -> str:
     """Human-readable state: "active", or why the speedup is not applied."""
     return _STATE.reason
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Offline plan only: cheap stack capture, GC paused, fast exit (see "Offline plan only" above).
+# ---------------------------------------------------------------------------------------------------------
+
+_STOCK_GET_STACK_TRACE: Callable[[], source_pb2.StackTrace] = runtime_resource._get_stack_trace
+# File name → file URI (or None when the SDK would give up on it); Path.as_uri() is a pure function of it.
+_URI_CACHE: dict[str, str | None] = {}
+
+
+def _file_uri(filename: str) -> str | None:
+    try:
+        return _URI_CACHE[filename]
+    except KeyError:
+        pass
+    try:
+        uri: str | None = pathlib.Path(filename).as_uri()
+    except BaseException:  # as the stock _get_source_position_for_frame does
+        uri = None
+    _URI_CACHE[filename] = uri
+    return uri
+
+
+def _cheap_get_stack_trace() -> source_pb2.StackTrace:
+    """Stock ``_get_stack_trace``'s result from the same frames, without ``traceback``/``linecache`` work.
+
+    Stock: ``traceback.extract_stack()`` (outermost first, ending with ``_get_stack_trace``'s own frame),
+    find the third ``__init__`` from the innermost end, and send every frame outside it, innermost first,
+    as ``StackFrame(pc=SourcePosition(uri=Path(filename).as_uri(), line=lineno))`` (no ``pc`` for an empty
+    file name, a missing line number or a name that is not an absolute path). This frame stands where
+    ``_get_stack_trace``'s would, so the frame list, and thus the message, is the same.
+    """
+    if getattr(sys, "tracebacklimit", None) is not None:
+        # extract_stack would keep only the innermost frames: rare enough to leave to the stock code.
+        return _STOCK_GET_STACK_TRACE()
+    frames = []
+    frame = sys._getframe()
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    inits, index = 0, -1
+    for i, frame in enumerate(frames):
+        if frame.f_code.co_name == "__init__":
+            inits += 1
+            if inits == 3:
+                index = i
+                break
+    # Stock returns an empty trace without a third __init__, or when it is the outermost frame (i < 1).
+    if index < 0 or index >= len(frames) - 1:
+        return source_pb2.StackTrace()
+    out = []
+    for frame in frames[index + 1:]:
+        filename, lineno = frame.f_code.co_filename, frame.f_lineno
+        uri = _file_uri(filename) if filename != "" and lineno is not None else None
+        out.append(source_pb2.StackFrame() if uri is None
+                   else source_pb2.StackFrame(pc=source_pb2.SourcePosition(uri=uri, line=lineno)))
+    return source_pb2.StackTrace(frames=out)
+
+
+def _stack_capture_objects() -> tuple[object, ...]:
+    # The stock result depends on these; register_resource/read_resource only pass it on.
+    return (
+        _STOCK_GET_STACK_TRACE,
+        runtime_resource._get_source_position_for_frame,
+        runtime_resource._get_source_position,
+        traceback.extract_stack,
+        traceback.walk_stack,
+        traceback.StackSummary.extract,
+        traceback.StackSummary._extract_from_extended_frame_gen,  # type: ignore[attr-defined]
+        traceback.FrameSummary.__init__,
+    )
+
+
+def _source_digest(objects: tuple[object, ...]) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        for obj in objects:
+            digest.update(inspect.getsource(obj).encode())  # type: ignore[arg-type]
+            digest.update(b"\0")
+    except (OSError, TypeError):
+        return None
+    return digest.hexdigest()
+
+
+def _plan_shortcut_reason(var: str) -> str | None:
+    """Why a plan-only shortcut must stay off (switched off, unverified SDK), or None."""
+    if _env_disabled(var):
+        return f"{var}={os.environ.get(var)}"
+    version = _installed_pulumi_version()
+    if version not in SUPPORTED_PULUMI_VERSIONS:
+        return f"pulumi {version} is not a verified version ({', '.join(sorted(SUPPORTED_PULUMI_VERSIONS))})"
+    return None
+
+
+def _stack_capture_reason() -> str | None:
+    reason = _plan_shortcut_reason(STACK_ENV_VAR)
+    if reason is not None:
+        return reason
+    if runtime_resource._get_stack_trace is not _STOCK_GET_STACK_TRACE:
+        return "pulumi.runtime.resource._get_stack_trace was already replaced"
+    version = _installed_pulumi_version() or ""
+    if _source_digest(_stack_capture_objects()) != _VERIFIED_STACK_CAPTURE.get(version):
+        return f"pulumi {version} / Python {sys.version.split()[0]} stack-capture source differs from the verified one"
+    return None
+
+
+@contextmanager
+def plan_shortcuts() -> Iterator[dict[str, str]]:
+    """Around one offline plan: GC paused and cheap stack capture, each when allowed; restored on exit.
+
+    Yields {"gc": ..., "stack": ...}: "active" or why the shortcut is off. Not re-entrant (the offline
+    engine plans one stack at a time under its lock).
+    """
+    state: dict[str, str] = {}
+    gc_reason = _plan_shortcut_reason(GC_ENV_VAR)
+    gc_was_enabled = gc.isenabled()
+    stack_reason = _stack_capture_reason()
+    try:
+        if gc_reason is None:
+            gc.disable()
+        if stack_reason is None:
+            runtime_resource._get_stack_trace = _cheap_get_stack_trace
+        state["gc"] = gc_reason or "active"
+        state["stack"] = stack_reason or "active"
+        yield state
+    finally:
+        if runtime_resource._get_stack_trace is _cheap_get_stack_trace:
+            runtime_resource._get_stack_trace = _STOCK_GET_STACK_TRACE
+        if gc_was_enabled:
+            gc.enable()
+
+
+def is_cli_process() -> bool:
+    """Whether this interpreter is the `stamps` command itself (console script or `python -m stamps.cli`)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return False
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name == "stamps.cli":
+        return True
+    cli = sys.modules.get("stamps.cli")
+    # The console script pip generates is `from stamps.cli import main; sys.exit(main())`.
+    return cli is not None and getattr(main, "main", None) is getattr(cli, "main", object())
+
+
+def exit_fast(code: int) -> int:
+    """End the `stamps` CLI process now with `code`, skipping interpreter teardown; else return `code`.
+
+    Call only when every file is written and all output printed. atexit handlers still run (logging's
+    flush among them); stdout/stderr are flushed, and if that fails (a closed pipe) the normal exit
+    path takes over so its error handling is unchanged.
+    """
+    if _plan_shortcut_reason(FAST_EXIT_ENV_VAR) is not None or not is_cli_process():
+        return code
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return code
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)

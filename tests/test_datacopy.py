@@ -33,6 +33,7 @@ from tests import pg
 
 TENANT = "acme"
 OTHERS = ("globex", "initech")
+SHARED = ("plans",)  # the schema's shared reference data: declared, never guessed
 
 # --------------------------------------------------------------------------- schema & data
 
@@ -287,8 +288,9 @@ def _pair(backend: str, urls: list[sa.URL], *, fast_path: bool = True, sizes: Si
 
 def mover(p: Pair, **kw: Any) -> TenantDataMover:
     m = TenantDataMover(
-        p.source, p.target, TENANT, progress=False, **{"batch_size": 97, "fast_path": p.fast_path, **kw}
-    )
+        p.source, p.target, TENANT, progress=False,
+        **{"batch_size": 97, "fast_path": p.fast_path, "shared_tables": SHARED, **kw},
+    )  # fmt: skip
     assert m.method == p.method  # the path is chosen automatically; the flag only switches it off
     return m
 
@@ -299,7 +301,7 @@ def mover(p: Pair, **kw: Any) -> TenantDataMover:
 def test_discovery_orders_parents_first_and_classifies_tables(scratch: Path) -> None:
     engine = as_engine(_sqlite_url(scratch / "s.db"))
     build_metadata().create_all(engine)
-    plan = discover(engine)
+    plan = discover(engine, shared_tables=SHARED)
     names = [t.name for t in plan.tables]
     # Ready tables are emitted in name order, so the order is deterministic; parents come first.
     assert names == ["audit_log", "plans", "tenants", "customers", "orders", "order_items"]
@@ -326,9 +328,9 @@ def test_discovery_refuses_unsafe_schemas(scratch: Path, extra_ddl: str, message
     with engine.begin() as conn:
         conn.exec_driver_sql(extra_ddl)
     with pytest.raises(DiscoveryError, match=message):
-        discover(engine)
+        discover(engine, shared_tables=SHARED)
     if message == "notes":  # an explicit exclusion accepts leaving that table behind
-        assert "notes" not in [t.name for t in discover(engine, exclude=["notes"]).tables]
+        assert "notes" not in [t.name for t in discover(engine, exclude=["notes"], shared_tables=SHARED).tables]
 
 
 def test_existing_incompatible_target_table_is_refused(scratch: Path) -> None:
@@ -337,7 +339,7 @@ def test_existing_incompatible_target_table_is_refused(scratch: Path) -> None:
     populate(source, Sizes(customers=3, audit=2))
     with target.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE audit_log (id TEXT, tenant_id TEXT, at TEXT, PRIMARY KEY (tenant_id, id))")
-    m = TenantDataMover(source, target, TENANT, progress=False)
+    m = TenantDataMover(source, target, TENANT, progress=False, shared_tables=SHARED)
     with pytest.raises(SchemaMismatchError, match=r"audit_log: primary key .*audit_log\.score: missing"):
         m.prepare_target()
 
@@ -533,7 +535,7 @@ def test_purge_requires_a_passing_final_verification(scratch: Path, fast_path: b
     m.delta_copy()  # repairs the tampered row
     final = m.verify()
     with pytest.raises(PurgeRefusedError, match="tenant"):
-        TenantDataMover(p.source, p.target, "globex", progress=False).purge_source(final)
+        TenantDataMover(p.source, p.target, "globex", progress=False, shared_tables=SHARED).purge_source(final)
     # A write that reached the old cell after verification must not be destroyed silently.
     with p.source.begin() as conn:
         conn.exec_driver_sql("UPDATE audit_log SET message = 'late write' WHERE id = (SELECT min(id) FROM audit_log "
@@ -571,13 +573,13 @@ SMALL = Sizes(customers=12, orders_per_customer=3, items_per_order=3, audit=30)
 def test_fast_path_is_chosen_for_sqlite_files_and_can_be_switched_off(scratch: Path) -> None:
     src, tgt = _sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")
     populate(as_engine(src), Sizes(customers=3, audit=2))
-    assert TenantDataMover(src, tgt, TENANT).fast_path
-    assert TenantDataMover(src, tgt, TENANT).method == SQLITE_EXACT
-    off = TenantDataMover(src, tgt, TENANT, fast_path=False)
+    assert TenantDataMover(src, tgt, TENANT, shared_tables=SHARED).fast_path
+    assert TenantDataMover(src, tgt, TENANT, shared_tables=SHARED).method == SQLITE_EXACT
+    off = TenantDataMover(src, tgt, TENANT, fast_path=False, shared_tables=SHARED)
     assert not off.fast_path and off.method == CANONICAL
     # Nothing to ATTACH by name: an in-memory target, or the same file on both sides.
-    assert not TenantDataMover(src, "sqlite://", TENANT).fast_path
-    assert not TenantDataMover(src, src, TENANT).fast_path
+    assert not TenantDataMover(src, "sqlite://", TENANT, shared_tables=SHARED).fast_path
+    assert not TenantDataMover(src, src, TENANT, shared_tables=SHARED).fast_path
 
 
 def test_fast_path_moves_and_verifies_rows_without_python(scratch: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -602,14 +604,17 @@ def test_fast_path_moves_and_verifies_rows_without_python(scratch: Path, monkeyp
     m.verify()
     assert_target_matches_source(p.source, p.target)
     with pytest.raises(AssertionError, match="through Python"):  # the traps do catch the generic path
-        TenantDataMover(p.source, _sqlite_url(scratch / "u.db"), TENANT, fast_path=False).bulk_copy()
+        TenantDataMover(
+            p.source, _sqlite_url(scratch / "u.db"), TENANT, fast_path=False, shared_tables=SHARED
+        ).bulk_copy()
 
 
 def test_fast_and_generic_paths_leave_identical_targets(scratch: Path) -> None:
     source = as_engine(_sqlite_url(scratch / "s.db"))
     populate(source)
     targets = {fast: as_engine(_sqlite_url(scratch / f"t-{fast}.db")) for fast in (True, False)}
-    movers = {fast: TenantDataMover(source, t, TENANT, batch_size=97, progress=False, fast_path=fast)
+    movers = {fast: TenantDataMover(source, t, TENANT, batch_size=97, progress=False, fast_path=fast,
+                                    shared_tables=SHARED)
               for fast, t in targets.items()}  # fmt: skip
     events: dict[bool, list[BatchEvent]] = {True: [], False: []}
     bulk = {fast: m.bulk_copy(on_batch=events[fast].append) for fast, m in movers.items()}
@@ -727,7 +732,7 @@ def test_fast_path_compares_text_byte_for_byte_under_any_collation(
             f"CREATE TABLE notes (id INTEGER PRIMARY KEY, tenant_id TEXT, body TEXT COLLATE {collation})"
         )
         conn.exec_driver_sql("INSERT INTO notes VALUES (1, 'acme', 'abc'), (2, 'acme', 'x'), (3, 'globex', 'y')")
-    m = TenantDataMover(source, target, TENANT, progress=False)
+    m = TenantDataMover(source, target, TENANT, progress=False, shared_tables=SHARED)
     m.bulk_copy()
     m.verify()
     with target.begin() as conn:  # equal to 'abc' under the column's collation, different bytes
@@ -807,7 +812,7 @@ def test_cross_dialect_copy_sqlite_to_postgresql_checksums_agree(scratch: Path) 
         populate(source, Sizes(customers=30, audit=50))
         target = as_engine(pg_url)
         try:
-            m = TenantDataMover(source, target, TENANT, batch_size=50, progress=False)
+            m = TenantDataMover(source, target, TENANT, batch_size=50, progress=False, shared_tables=SHARED)
             assert m.method == CANONICAL and not m.raw and not m.fast_path
             m.prepare_target()
             states = m.bulk_copy()
@@ -821,10 +826,10 @@ def test_cross_dialect_copy_sqlite_to_postgresql_checksums_agree(scratch: Path) 
 def test_progress_bar_reports_rows_per_second(scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
     source = as_engine(_sqlite_url(scratch / "s.db"))
     populate(source, Sizes(customers=10, audit=10))
-    TenantDataMover(source, _sqlite_url(scratch / "t.db"), TENANT, progress=True).bulk_copy()
+    TenantDataMover(source, _sqlite_url(scratch / "t.db"), TENANT, progress=True, shared_tables=SHARED).bulk_copy()
     err = capsys.readouterr().err
     assert "copy order_items" in err and "rows/s" in err
-    TenantDataMover(source, _sqlite_url(scratch / "u.db"), TENANT, progress=False).bulk_copy()
+    TenantDataMover(source, _sqlite_url(scratch / "u.db"), TENANT, progress=False, shared_tables=SHARED).bulk_copy()
     assert capsys.readouterr().err == ""
 
 
@@ -860,7 +865,7 @@ def test_postgresql_insert_path_keeps_server_checksums() -> None:
         source, target = as_engine(a), as_engine(b)
         try:
             populate(source, Sizes(customers=30, audit=40))
-            m = TenantDataMover(source, target, TENANT, batch_size=37, progress=False)
+            m = TenantDataMover(source, target, TENANT, batch_size=37, progress=False, shared_tables=SHARED)
             m.pg_copy = False
             states = m.bulk_copy()
             assert m.verify_snapshot({n: s.checksum for n, s in states.items()}).method == "pg-md5"

@@ -11,6 +11,7 @@ gRPC with the program run by `run_in_stack`, as the Pulumi CLI's language host r
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -164,9 +165,24 @@ def _scenario_program() -> list[pulumi.Resource]:
         ),
         opts=opts(parent=stamp, protect=True),
     )
+    # Stack-trace edge cases: no third __init__ on the stack (the stock trace is empty), and frames whose
+    # file name is not an absolute path (no source position) from code compiled under a pseudo file name.
+    raw = pulumi.CustomResource("stamps:test:Raw", "raw", {"value": rg.name})
+    scope: dict[str, Any] = {"storage": storage, "rg": rg, "opts": opts, "stamp": stamp}
+    exec(compile(  # a frame without a real file is the point
+        "built = storage.StorageAccount('st-generated', resource_group_name=rg.name, kind='StorageV2',\n"
+        "    sku=storage.SkuArgs(name='Standard_LRS'), opts=opts(parent=stamp))\n",
+        "<generated>", "exec"), scope)
     stamp.register_outputs({"sqlFqdn": server.fully_qualified_domain_name})
     pulumi.export("vault", vault.name)
-    return [stamp, rg, server, database, diagnostics, account, cosmos, cosmos_db, container, alert, vault]
+    # What the program saw while it ran: the offline-only shortcuts must be off under a real engine.
+    _OBSERVED.update(gc_enabled=gc.isenabled(),
+                     stack_capture=runtime_resource._get_stack_trace is not speedup._STOCK_GET_STACK_TRACE)
+    return [stamp, rg, server, database, diagnostics, account, cosmos, cosmos_db, container, alert, vault, raw,
+            scope["built"]]
+
+
+_OBSERVED: dict[str, bool] = {}
 
 
 def _run_scenario(transport: str, alias_specs: bool, use_speedup: bool) -> None:
@@ -243,11 +259,14 @@ def _run_scenario(transport: str, alias_specs: bool, use_speedup: bool) -> None:
     mocks_ = EchoMocks()
     monitor = RecordingMonitor(mocks_)
     built: list[pulumi.Resource] = []
+    shortcuts: dict[str, str] = {}
     if transport == "mocks":
+        # As the offline engine plans: the alias speedup plus the plan-only shortcuts around the program.
         pulumi.runtime.set_mocks(mocks_, project="stamps", stack="prod", preview=False, monitor=monitor)
         active = speedup.enable()
-        built.extend(_scenario_program())
-        _sync_await(wait_for_rpcs())
+        with speedup.plan_shortcuts() as shortcuts:
+            built.extend(_scenario_program())
+            _sync_await(wait_for_rpcs())
     else:
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         resource_pb2_grpc.add_ResourceMonitorServicer_to_server(MonitorServicer(monitor), server)
@@ -295,6 +314,8 @@ def _run_scenario(transport: str, alias_specs: bool, use_speedup: bool) -> None:
     json.dump(
         {
             "active": active,
+            "shortcuts": shortcuts,
+            "observed": _OBSERVED,
             "deferred": len(deferred),
             "materialized": sum(alias._materialized is not None for alias in deferred),
             "requests": records,
@@ -318,7 +339,8 @@ def _spawn(variant: Variant, use_speedup: bool) -> subprocess.Popen[str]:
     transport, alias_specs = variant
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env[speedup.ENV_VAR] = "1" if use_speedup else "0"
+    for var in (speedup.ENV_VAR, speedup.GC_ENV_VAR, speedup.STACK_ENV_VAR):
+        env[var] = "1" if use_speedup else "0"
     return subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), transport, str(int(alias_specs)), str(int(use_speedup))],
         cwd=REPO,
@@ -351,6 +373,14 @@ def _by_key(run: Run) -> dict[str, dict[str, Any]]:
 def test_register_requests_identical(runs: dict[tuple[Variant, bool], Run], variant: Variant) -> None:
     stock, fast = runs[(variant, False)], runs[(variant, True)]
     assert stock["active"] is False and fast["active"] is True
+    assert stock["observed"] == {"gc_enabled": True, "stack_capture": False}
+    if variant[0] == "mocks":
+        # Every offline shortcut was on while the program registered its resources.
+        assert fast["shortcuts"] == {"gc": "active", "stack": "active"}
+        assert fast["observed"] == {"gc_enabled": False, "stack_capture": True}
+    else:
+        # As `pulumi up` runs the program (program.run → speedup.enable): stock GC and stack capture.
+        assert fast["observed"] == {"gc_enabled": True, "stack_capture": False}
     assert stock["deferred"] == 0
     assert fast["deferred"] > 200, "the sped-up run must actually have deferred the azure-native aliases"
 
@@ -377,7 +407,17 @@ def test_scenario_requests_carry_what_they_should(runs: dict[tuple[Variant, bool
         "azure-native:cosmosdb:SqlResourceSqlContainer::tenants",
         "azure-native:monitor:MetricAlert::sql-cpu",
         "azure-native:keyvault:Vault::kv",
+        "stamps:test:Raw::raw",
+        "azure-native:storage:StorageAccount::st-generated",
     }
+    # The stack traces the comparison covers: a full one pointing at this file, an empty one, and one whose
+    # innermost frame (the <generated> code) has no source position.
+    this_file = Path(__file__).resolve().as_uri()
+    assert reqs["azure-native:sql:Server::sql"]["sourcePosition"]["uri"] == this_file
+    assert len(reqs["azure-native:sql:Server::sql"]["stackTrace"]["frames"]) >= 3
+    assert "stackTrace" not in reqs["stamps:test:Raw::raw"] or not reqs["stamps:test:Raw::raw"]["stackTrace"]
+    generated = reqs["azure-native:storage:StorageAccount::st-generated"]["stackTrace"]["frames"]
+    assert generated[0] == {} and generated[1]["pc"]["uri"] == this_file
     server = reqs["azure-native:sql:Server::sql"]
     assert len(server["aliases"]) == 24 + 2
     assert {"spec": {"name": "sql-root", "noParent": True}} in server["aliases"]
@@ -516,6 +556,154 @@ def test_only_aliases_whose_urn_cannot_fail_are_deferred(monkeypatch: pytest.Mon
     assert not speedup._deferrable(LegacyAlias(name="n"), root)
     assert not speedup._deferrable({"name": "n"}, root)
     assert not speedup._deferrable(pulumi.Alias(name="n"), not_a_str)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The offline-only shortcuts: GC paused and cheap stack capture (plan_shortcuts), fast exit (exit_fast).
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _stock_stack_capture() -> bool:
+    return runtime_resource._get_stack_trace is speedup._STOCK_GET_STACK_TRACE
+
+
+def _allow_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in (speedup.GC_ENV_VAR, speedup.STACK_ENV_VAR, speedup.FAST_EXIT_ENV_VAR):
+        monkeypatch.delenv(var, raising=False)
+    if speedup._installed_pulumi_version() not in speedup.SUPPORTED_PULUMI_VERSIONS:
+        pytest.skip("shortcuts are off on an unverified pulumi: nothing to test")
+
+
+def test_plan_shortcuts_are_restored_even_when_the_program_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow_shortcuts(monkeypatch)
+    assert gc.isenabled() and _stock_stack_capture()
+    with pytest.raises(RuntimeError, match="program failed"), speedup.plan_shortcuts() as state:
+        assert state == {"gc": "active", "stack": "active"}
+        assert not gc.isenabled()
+        assert runtime_resource._get_stack_trace is speedup._cheap_get_stack_trace
+        raise RuntimeError("program failed")
+    assert gc.isenabled() and _stock_stack_capture()
+
+
+def test_plan_shortcuts_leave_a_disabled_collector_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow_shortcuts(monkeypatch)
+    gc.disable()
+    try:
+        with speedup.plan_shortcuts():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("var", ["STAMPS_PLAN_GC", "STAMPS_PLAN_STACK"])
+def test_each_plan_shortcut_switches_off_alone(monkeypatch: pytest.MonkeyPatch, var: str) -> None:
+    _allow_shortcuts(monkeypatch)
+    monkeypatch.setenv(var, "off")
+    with speedup.plan_shortcuts() as state:
+        assert gc.isenabled() == (var == speedup.GC_ENV_VAR)
+        assert _stock_stack_capture() == (var == speedup.STACK_ENV_VAR)
+    key = "gc" if var == speedup.GC_ENV_VAR else "stack"
+    assert state[key] == f"{var}=off"
+    assert state[{"gc": "stack", "stack": "gc"}[key]] == "active"
+
+
+@pytest.mark.parametrize("version", ["3.273.0", None])
+def test_plan_shortcuts_stay_off_on_an_unverified_sdk(monkeypatch: pytest.MonkeyPatch, version: str | None) -> None:
+    _allow_shortcuts(monkeypatch)
+    monkeypatch.setattr(speedup, "_installed_pulumi_version", lambda: version)
+    with speedup.plan_shortcuts() as state:
+        assert gc.isenabled() and _stock_stack_capture()
+    assert all("not a verified version" in reason for reason in state.values())
+    assert speedup.exit_fast(7) == 7
+
+
+def test_stack_capture_stays_off_when_its_source_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow_shortcuts(monkeypatch)
+    monkeypatch.setattr(speedup, "_stack_capture_objects", lambda: (_Base,))
+    with speedup.plan_shortcuts() as state:
+        assert _stock_stack_capture() and not gc.isenabled()
+    assert "source differs" in state["stack"]
+
+
+class _Base:
+    def __init__(self, capture: Any) -> None:
+        self.captured = capture()
+
+
+class _Middle(_Base):
+    def __init__(self, capture: Any) -> None:
+        super().__init__(capture)
+
+
+class _Concrete(_Middle):
+    def __init__(self, capture: Any) -> None:
+        super().__init__(capture)
+
+
+def _both_traces() -> tuple[bytes, bytes]:
+    # One call site for both, so every frame (line numbers included) is the same.
+    stock, cheap = speedup._STOCK_GET_STACK_TRACE(), speedup._cheap_get_stack_trace()
+    return stock.SerializeToString(deterministic=True), cheap.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("shape", ["three-inits", "two-inits", "generated-code", "tracebacklimit"])
+def test_cheap_stack_capture_equals_stock(monkeypatch: pytest.MonkeyPatch, shape: str) -> None:
+    if shape == "three-inits":
+        stock, cheap = _Concrete(_both_traces).captured
+        assert len(stock) > 100  # frames below the third __init__: this test, pytest, ...
+    elif shape == "two-inits":
+        stock, cheap = _Middle(_both_traces).captured
+    elif shape == "generated-code":
+        scope: dict[str, Any] = {"_Concrete": _Concrete, "_both_traces": _both_traces}
+        exec(compile("result = (lambda: _Concrete(_both_traces))()", "<generated>", "exec"), scope)
+        stock, cheap = scope["result"].captured
+    else:
+        monkeypatch.setattr(sys, "tracebacklimit", 5, raising=False)
+        stock, cheap = _Concrete(_both_traces).captured
+    assert cheap == stock
+
+
+def _fast_exit_run(tmp_path: Path, fast: bool) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    # The process is the `stamps` CLI (as the console script runs it); an object left in __main__ reports
+    # whether the interpreter tore the module down (normal exit) or not (fast exit).
+    script = (
+        "import atexit, os, sys\n"
+        "from stamps.cli import main\n"
+        "class Witness:\n"
+        "    def __del__(self, write=os.write):\n"
+        "        write(2, b'torn down\\n')\n"
+        "witness = Witness()\n"
+        "atexit.register(lambda: print('atexit ran', file=sys.stderr))\n"
+        "sys.exit(main())\n"
+    )
+    out = tmp_path / f"plan-{int(fast)}.json"
+    env = {**os.environ, speedup.FAST_EXIT_ENV_VAR: "1" if fast else "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "plan", "--project-dir", str(REPO), "--no-tree", "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    return proc, out.read_bytes()
+
+
+def test_fast_exit_changes_nothing_but_the_teardown(tmp_path: Path) -> None:
+    if speedup._installed_pulumi_version() not in speedup.SUPPORTED_PULUMI_VERSIONS:
+        pytest.skip("fast exit is off on an unverified pulumi")
+    normal, normal_plan = _fast_exit_run(tmp_path, fast=False)
+    fast, fast_plan = _fast_exit_run(tmp_path, fast=True)
+    assert normal.returncode == fast.returncode == 0, normal.stderr + fast.stderr
+    assert fast_plan == normal_plan and b'"resources"' in fast_plan
+    assert fast.stdout.replace("plan-1.json", "plan-0.json") == normal.stdout
+    assert "resources in" in fast.stdout
+    assert normal.stderr.splitlines() == ["atexit ran", "torn down"]
+    assert fast.stderr.splitlines() == ["atexit ran"]
+
+
+def test_fast_exit_never_ends_a_library_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    _allow_shortcuts(monkeypatch)
+    # pytest's process (as ops' or any library caller's) is not the `stamps` CLI: the code comes back.
+    assert not speedup.is_cli_process()
+    assert speedup.exit_fast(3) == 3
 
 
 if __name__ == "__main__":

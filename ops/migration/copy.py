@@ -59,14 +59,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from ops.migration import sqlite_native as native
 from ops.migration.checksum import PG_MD5, SQLITE_EXACT, Checksum, checksum_method
-from ops.migration.db import as_engine
+from ops.migration.db import as_engine, redact, scrub
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
-from ops.migration.errors import PurgeRefusedError
+from ops.migration.errors import IdentityError, PreflightError, PurgeRefusedError
+from ops.migration.identity import DatabaseIdentity, engine_identity, identity_of, require_distinct, sqlite_identity
 from ops.migration.progress import BatchCallback, BatchEvent, ProgressDisplay
 from ops.migration.rows import Key, TableIO, is_raw_pair, uses_pg_copy
 from ops.migration.verify import TableVerification, VerificationReport, utcnow
 
 DEFAULT_BATCH_SIZE = 5000
+Identities = tuple[DatabaseIdentity, DatabaseIdentity]  # (source, target)
 
 
 @dataclass
@@ -165,6 +167,7 @@ class TenantDataMover:
         tenant_column: str = "tenant_id",
         schema: str | None = None,
         exclude: Iterable[str] = (),
+        shared_tables: Iterable[str] = (),
         batch_size: int = DEFAULT_BATCH_SIZE,
         progress: bool | None = None,
         fast_path: bool = True,
@@ -177,6 +180,7 @@ class TenantDataMover:
         self.tenant_column = tenant_column
         self.schema = schema
         self.exclude = tuple(exclude)
+        self.shared_tables = tuple(shared_tables)
         self.batch_size = batch_size
         self.progress = progress
         self.raw = is_raw_pair(self.source, self.target)
@@ -204,12 +208,64 @@ class TenantDataMover:
     def plan(self) -> MigrationPlan:
         if self._plan is None:
             self._plan = discover(
-                self.source, tenant_column=self.tenant_column, schema=self.schema, exclude=self.exclude
+                self.source,
+                tenant_column=self.tenant_column,
+                schema=self.schema,
+                exclude=self.exclude,
+                shared_tables=self.shared_tables,
             )
         return self._plan
 
+    def preflight(self, *, target: bool = True) -> None:
+        """What can be checked before anything is provisioned or copied; raises PreflightError (or
+        DiscoveryError) with a message naming the database, table or column.
+
+        Connects to the source (and the target), discovers the plan, refuses values the generic engine
+        cannot carry exactly, and — with ``target`` — refuses a target that is the source under another
+        name or that holds rows of another tenant.
+        """
+        _reachable(self.source, "source")
+        problems = native.unmovable_values(self.source, self.plan, self.tenant_id) if not self.fast_path else []
+        if problems:
+            raise PreflightError(
+                "the source holds values this migration cannot copy exactly: " + "; ".join(problems)
+            )
+        if target:
+            _reachable(self.target, "target")
+            self.identities()
+            self.check_target_owned()
+
+    def check_target_owned(self) -> None:
+        """Refuse a target holding rows of another tenant: a dedicated database admits one tenant."""
+        existing = set(sa.inspect(self.target).get_table_names(schema=self.schema))
+        found = []
+        with self.target.connect() as conn:
+            for tp in self.plan.tables:
+                if tp.scope_column is None or tp.name not in existing:
+                    continue
+                t = sa.table(tp.name, sa.column(tp.scope_column), schema=tp.table.schema)
+                col = t.c[tp.scope_column]
+                n = conn.execute(
+                    sa.select(sa.func.count()).select_from(t).where(sa.or_(col != self.tenant_id, col.is_(None)))
+                ).scalar_one()
+                if n:
+                    found.append(f"{tp.fullname}: {n} row(s)")
+        if found:
+            raise PreflightError(
+                f"the target {redact(self.target)} holds rows of other tenants ({', '.join(found)}); a dedicated "
+                f"database admits only tenant {self.tenant_id!r}'s rows. Use an empty database, or the one "
+                "this tenant's own migration began"
+            )
+
+    def identities_match(self, expected: Identities) -> Identities:
+        """Both identities, checked distinct and equal to ``expected`` (the journal's record)."""
+        ids = self.identities()
+        _same_identities(ids, expected)
+        return ids
+
     def prepare_target(self) -> list[str]:
         """Create missing tables in the target, check existing ones; returns created table names."""
+        self.check_target_owned()
         created = ensure_target_schema(self.plan, self.target, self.source.dialect.name)
         self._io.clear()  # typed target tables must be re-reflected after DDL
         self._native_tables.clear()
@@ -588,13 +644,35 @@ class TenantDataMover:
 
     # ------------------------------------------------------------------ purge
 
-    def purge_source(self, final_report: VerificationReport, on_batch: BatchCallback | None = None) -> dict[str, int]:
+    def identities(self) -> Identities:
+        """(source, target) identities as the servers report them; refuses if they are one database."""
+        src, tgt = _reachable(self.source, "source"), _reachable(self.target, "target")
+        require_distinct(src, tgt)
+        return src, tgt
+
+    def purge_source(
+        self,
+        final_report: VerificationReport,
+        *,
+        expected: tuple[DatabaseIdentity, DatabaseIdentity] | None = None,
+        on_batch: BatchCallback | None = None,
+    ) -> dict[str, int]:
         """Delete the tenant's rows from the source, children first. Reference tables are kept.
 
-        Refused unless ``final_report`` is a passing *final* verification of this tenant covering
-        exactly the plan's tables, computed with this mover's checksum method, and the source still
-        has exactly the checksums recorded in it (a write that reached the old cell after the
-        verification would otherwise be destroyed).
+        Deletes only what provably exists elsewhere, all or nothing:
+
+        * ``final_report`` must be a passing *final* verification of this tenant covering exactly
+          the plan's tables with this mover's method;
+        * source and target must be different databases by the servers' own identity, and the
+          ones in ``expected`` (the journal's record) when given — checked before anything else and
+          again inside the purge transaction;
+        * inside one source transaction (rows locked on PostgreSQL and SQL Server, the file's write
+          lock on SQLite) every source row is compared with the target row of the same key, every
+          column, and deleted only if identical; the deleted count must equal the verified one.
+          Any difference rolls the whole purge back and raises PurgeRefusedError.
+
+        On SQLite the shared database's other writers wait for the purge to commit: run it in a quiet
+        hour for big tenants.
         """
         emit = on_batch or _noop
         names = {tp.fullname for tp in self.plan.tables}
@@ -604,39 +682,60 @@ class TenantDataMover:
             raise PurgeRefusedError(f"report is for tenant {final_report.tenant_id!r}, not {self.tenant_id!r}")
         if {t.table for t in final_report.tables} != names or final_report.method != self.method:
             raise PurgeRefusedError("report does not cover this plan's tables with this checksum method")
-        recorded = {t.table: t.expected for t in final_report.tables}
-        if self.fast_path:
-            # No content digest was recorded: every source row must still have an identical row in
-            # the target (so deleting it loses nothing) and the source must hold as many as verified.
-            for tp, cmp in self._compare(self.plan.tenant_tables).items():
-                if cmp.source_rows != recorded[tp.fullname].count or cmp.identical != cmp.source_rows:
-                    raise PurgeRefusedError(
-                        f"source table {tp.fullname!r} changed since the final verification "
-                        f"({recorded[tp.fullname].count} rows then, {cmp.source_rows} now, "
-                        f"{cmp.source_rows - cmp.identical} without an identical row in the target); "
-                        "refusing to delete"
-                    )
-        else:
-            for tp in self.plan.tenant_tables:
-                now = self._checksum(self.source, tp)
-                if now != recorded[tp.fullname]:
-                    raise PurgeRefusedError(
-                        f"source table {tp.fullname!r} changed since the final verification "
-                        f"({recorded[tp.fullname]} then, {now} now); refusing to delete"
-                    )
+        ids = self.identities()
+        if expected is not None:
+            _same_identities(ids, expected)
+        verified = {t.table: t.expected.count for t in final_report.tables}
+        deleted = self._purge_native(ids, verified) if self.fast_path else self._purge_generic(ids, verified)
+        for name, count in deleted.items():
+            emit(BatchEvent("purge", name, count, None, done=True))
+        return deleted
+
+    def _purge_native(self, ids: Identities, verified: Mapping[str, int]) -> dict[str, int]:
         deleted: dict[str, int] = {}
-        for tp in reversed(self.plan.tenant_tables):
-            src, _ = self._pair(tp)
-            total = 0
-            while True:
-                with self.source.begin() as conn:
-                    keys = src.fetch_keys(conn, None, None, self.batch_size)
-                    total += src.delete_keys(conn, keys)
-                if keys:
-                    emit(BatchEvent("purge", tp.fullname, len(keys), keys[-1]))
-                if len(keys) < self.batch_size:
-                    break
-            deleted[tp.fullname] = total
+        with self._native() as conn, native.transaction(conn):
+            # The identities again, from the very connection that deletes: ATTACH opened the files.
+            _same_identities((sqlite_identity(conn, native.SRC), sqlite_identity(conn, "main")), ids)
+            for tp in reversed(self.plan.tenant_tables):
+                gone, left = self._nt(tp, conn).purge_identical(conn)
+                _check_purged(tp, gone, left, verified)
+                deleted[tp.fullname] = gone
+        return deleted
+
+    def _purge_generic(self, ids: Identities, verified: Mapping[str, int]) -> dict[str, int]:
+        deleted: dict[str, int] = {}
+        with self.source.begin() as sc, self.target.connect() as tc:
+            if self.source.dialect.name == "sqlite":
+                # pysqlite would only BEGIN at the first DELETE: take the write lock before the first
+                # read, so no writer can change a row between its comparison and its deletion.
+                sc.exec_driver_sql("BEGIN IMMEDIATE")
+            _same_identities((identity_of(sc), identity_of(tc)), ids)
+            for tp in reversed(self.plan.tenant_tables):
+                src, tgt = self._pair(tp)
+                lo: Key | None = None
+                gone = differing = 0
+                while True:
+                    rows = src.fetch_rows(sc, lo, None, self.batch_size, lock=True)
+                    if not rows:
+                        break
+                    hi = src.key_of(rows[-1])
+                    theirs = dict(zip(map(tgt.key_of, t_rows := tgt.fetch_rows(tc, lo, hi)),
+                                      tgt.hasher.canonical_rows(t_rows), strict=True))
+                    keys = []
+                    for row, text in zip(rows, src.hasher.canonical_rows(rows), strict=True):
+                        k = src.key_of(row)
+                        if theirs.get(k) == text:
+                            keys.append(k)
+                        else:
+                            differing += 1
+                    if differing:
+                        break
+                    gone += src.delete_keys(sc, keys)
+                    if len(rows) < self.batch_size:
+                        break
+                    lo = hi
+                _check_purged(tp, gone, differing, verified)
+                deleted[tp.fullname] = gone
         return deleted
 
     # ------------------------------------------------------------------ sequences
@@ -670,6 +769,40 @@ def _pg_sync_sequences(conn: Connection, tp: TablePlan) -> None:
         conn.exec_driver_sql(
             f"SELECT setval('{seq}', m) FROM (SELECT max({c}) AS m FROM {table}) s "
             f"WHERE m IS NOT NULL AND m > (SELECT last_value FROM {seq})"
+        )
+
+
+def _reachable(engine: Engine, role: str) -> DatabaseIdentity:
+    """Connect once and read the identity; an unreachable database is a clean PreflightError."""
+    try:
+        return engine_identity(engine)
+    except sa.exc.DBAPIError as exc:
+        detail = scrub(str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else type(exc.orig).__name__,
+                       engine.url)
+        raise PreflightError(f"cannot connect to the {role} database {redact(engine)}: {detail}") from None
+
+
+def _same_identities(
+    found: tuple[DatabaseIdentity, DatabaseIdentity], expected: tuple[DatabaseIdentity, DatabaseIdentity] | None
+) -> None:
+    require_distinct(*found)
+    if expected is not None and found != expected:
+        raise IdentityError(
+            f"the databases are not the ones this migration recorded: source {found[0]} (recorded "
+            f"{expected[0]}), target {found[1]} (recorded {expected[1]}); refusing to delete"
+        )
+
+
+def _check_purged(tp: TablePlan, gone: int, left: int, verified: Mapping[str, int]) -> None:
+    if left:
+        raise PurgeRefusedError(
+            f"source table {tp.fullname!r}: {left} row(s) have no identical row in the target (changed or "
+            "added since the final verification); nothing was deleted"
+        )
+    if gone != verified[tp.fullname]:
+        raise PurgeRefusedError(
+            f"source table {tp.fullname!r} holds {gone} rows of the tenant, the final verification counted "
+            f"{verified[tp.fullname]}; nothing was deleted"
         )
 
 

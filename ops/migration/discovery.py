@@ -10,7 +10,10 @@ Scope rules (decided here, relied on everywhere else):
 * **reference tables** lack the tenant column but are referenced (directly or transitively) by a
   tenant table, e.g. ``plans`` or ``currencies``. The dedicated database needs them for its
   foreign keys, so they are mirrored *whole*; they are verified whole and never purged, because
-  other tenants still use them in the shared database.
+  other tenants still use them in the shared database. Mirroring a table whole copies whatever
+  other tenants put in it (a ``staff`` table with everyone's e-mails), so it happens only for the
+  tables the operator declares shared reference data (``shared_tables``, the playbook's
+  ``--shared-table``); any other referenced table without the tenant column is refused.
 * a table **without** the tenant column that *references* an in-scope table (e.g. ``order_lines``
   keyed only by ``order_id``) holds tenant data we cannot select by tenant: discovery refuses
   (``DiscoveryError``) rather than silently leave those rows behind; list it in ``exclude`` to
@@ -99,9 +102,11 @@ def discover(
     tenant_column: str = "tenant_id",
     schema: str | None = None,
     exclude: Iterable[str] = (),
+    shared_tables: Iterable[str] = (),
 ) -> MigrationPlan:
     """Reflect ``source`` and build the migration plan; raises DiscoveryError on unsafe schemas."""
     excluded = set(exclude)
+    shared = set(shared_tables)
     md = sa.MetaData(schema=schema)
     md.reflect(bind=source, resolve_fks=True)
     all_tables = [t for t in md.tables.values() if t.name not in excluded and t.fullname not in excluded]
@@ -131,6 +136,15 @@ def discover(
                 raise DiscoveryError(f"table {parent.fullname!r} is excluded but in-scope tables reference it")
             reference.add(parent)
             frontier.append(parent)
+    undeclared = sorted(t.fullname for t in reference if t.name not in shared and t.fullname not in shared)
+    if undeclared:
+        raise DiscoveryError(
+            f"tables without a {tenant_column!r} column are referenced by the tenant's rows: "
+            f"{', '.join(undeclared)}. Copying them means copying every tenant's rows of them. If a table is "
+            "shared reference data (the same for every tenant, e.g. currencies), declare it with "
+            f"--shared-table {undeclared[0]} (TenantDataMover(shared_tables=...)); otherwise give it the "
+            f"{tenant_column!r} column"
+        )
     in_scope = tenant | registry | reference
     leaks = sorted(t.fullname for t in reference if _referenced(t) & registry)
     if leaks:

@@ -52,3 +52,12 @@ class MigrationLockedError(JournalError):
             else "an unidentified process"
         )
         super().__init__(f"migration of tenant {tenant_id!r} is already running ({who}); lock file {lock_path}")
+
+
+class PreflightError(MigrationError):
+    """Checked before anything is provisioned or copied: an unreachable database, a missing driver,
+    a schema the engine cannot move, a target that is not this migration's to fill."""
+
+
+class IdentityError(PurgeRefusedError):
+    """Source and target cannot be proven to be different databases (or the ones the journal recorded)."""

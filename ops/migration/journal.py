@@ -7,6 +7,10 @@ Journal file (JSON, one per migration, path chosen by the caller), rewritten ato
       "format": 1,
       "tenant_id": "acme", "tenant_column": "tenant_id",
       "source": "postgresql+psycopg2://u:***@h/shared", "target": "...",   # passwords redacted
+      "source_identity": "postgresql:<system_identifier>/<db oid>", "target_identity": "...",
+                # what the servers said they are (identity.py), recorded when the run first connects;
+                # a resume or purge reaching other databases is refused
+      "source_cell": "shared-smb", "target_cell": "acme",            # set by the playbook
       "created_at": "...", "updated_at": "...",
       "current_step": "delta_copy",
       "checksum_method": "canonical" | "pg-md5" | "sqlite-exact",   # how copy and verify compared rows
@@ -28,6 +32,8 @@ Journal file (JSON, one per migration, path chosen by the caller), rewritten ato
 Key values that JSON cannot carry natively are tagged: {"$decimal": "1.50"}, {"$datetime": iso},
 {"$date": iso}, {"$time": iso}, {"$bytes": base64}, {"$uuid": "..."}.
 
+Journal and lock files are created 0600: they name databases and tenants.
+
 Locking: ``fcntl.flock(LOCK_EX | LOCK_NB)`` on ``.<tenant>.migration.lock`` next to the journal,
 so two migrations of one tenant refuse each other when their journals share a directory (the
 playbook keeps one journal directory). The holder writes its pid/host/start time into the lock
@@ -46,6 +52,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -54,11 +61,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import sqlalchemy as sa
+
 from ops.migration.checksum import CANONICAL, SQLITE_EXACT, Checksum
 from ops.migration.copy import DeltaState, TableCopyState, TenantDataMover
-from ops.migration.db import redact
+from ops.migration.db import redact, redact_url, scrub
 from ops.migration.discovery import MigrationPlan
-from ops.migration.errors import JournalError, MigrationLockedError
+from ops.migration.errors import JournalError, MigrationError, MigrationLockedError
+from ops.migration.identity import DatabaseIdentity
 from ops.migration.progress import BatchCallback, BatchEvent
 from ops.migration.verify import VerificationReport, utcnow
 from stamps.atomicfile import write_atomic
@@ -140,6 +150,46 @@ def decode_key(data: list[Any] | None) -> tuple[Any, ...] | None:
     return None if data is None else tuple(decode_value(v) for v in data)
 
 
+def _damage(data: dict[str, Any]) -> str | None:
+    """What is structurally wrong with a parsed journal, or None."""
+    if not isinstance(data.get("tenant_id"), str):
+        return "no tenant_id"
+    steps = data.get("steps")
+    if not isinstance(steps, dict):
+        return "no steps"
+    for step in STEPS:
+        entry = steps.get(step.value)
+        if not isinstance(entry, dict) or entry.get("status") not in {s.value for s in StepStatus}:
+            return f"step {step.value!r} has no valid status"
+    if data.get("current_step") not in {s.value for s in STEPS}:
+        return f"unknown current_step {data.get('current_step')!r}"
+    if not isinstance(data.get("tables", {}), dict) or not isinstance(data.get("verifications", {}), dict):
+        return "tables/verifications are not objects"
+    if data.get("plan") is not None and not isinstance(data["plan"], list):
+        return "plan is not a list"
+    if not isinstance(data.get("events", []), list):
+        return "events is not a list"
+    try:
+        for entry in data.get("tables", {}).values():
+            bulk, delta = entry.get("bulk"), entry.get("delta")
+            if bulk:
+                decode_key(bulk["high_water_mark"])
+                Checksum.parse(bulk["checksum"])
+                bool(bulk["done"])
+            if delta:
+                decode_key(delta["high_water_mark"])
+                Checksum.parse(delta["checksum"])
+                int(delta["inserted"]) + int(delta["updated"]) + int(delta["deleted"])
+        for report in data.get("verifications", {}).values():
+            VerificationReport.from_dict(report)
+        for key in ("source_identity", "target_identity"):
+            if data.get(key):
+                DatabaseIdentity.parse(data[key])
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        return f"unreadable progress record: {type(exc).__name__}: {exc}"
+    return None
+
+
 # --------------------------------------------------------------------------- lock
 
 
@@ -152,7 +202,8 @@ class MigrationLock:
         self._fd: int | None = None
 
     def acquire(self) -> MigrationLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.fchmod(fd, 0o600)  # also tightens a lock file an older version created 0644
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -225,11 +276,13 @@ class MigrationJournal:
         source: str = "",
         target: str = "",
         tenant_column: str = "tenant_id",
+        cells: tuple[str, str] | None = None,
     ) -> MigrationJournal:
         """Lock the tenant, then load the journal at ``path`` or start a new one there.
 
         Raises MigrationLockedError if another live process migrates this tenant, JournalError if
-        the file belongs to another tenant or cannot be parsed.
+        the file belongs to another tenant or cannot be parsed. ``cells``: (source CELL, target CELL),
+        recorded once; the recorded ones win on resume (``source_cell``/``target_cell``).
         """
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -245,8 +298,12 @@ class MigrationJournal:
                     "format": JOURNAL_FORMAT,
                     "tenant_id": str(tenant_id),
                     "tenant_column": tenant_column,
-                    "source": source,
-                    "target": target,
+                    "source": redact_url(source) if source else "",
+                    "target": redact_url(target) if target else "",
+                    "source_identity": None,
+                    "target_identity": None,
+                    "source_cell": cells[0] if cells else None,
+                    "target_cell": cells[1] if cells else None,
                     "created_at": now,
                     "updated_at": now,
                     "current_step": STEPS[0].value,
@@ -266,14 +323,47 @@ class MigrationJournal:
 
     @staticmethod
     def read(path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Parse a journal without locking (for status displays)."""
+        """Parse and check a journal without locking (for status displays and purge).
+
+        A journal that parses but is damaged (hand-edited, truncated by a tool, written by a bug)
+        raises JournalError naming what is wrong, never a KeyError/TypeError later.
+        """
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:
-            raise JournalError(f"cannot read journal {path}: {exc}") from exc
+            raise JournalError(f"cannot read journal {path}: {exc}") from None
+        if not isinstance(data, dict):
+            raise JournalError(f"journal {path} is damaged: not a JSON object")
         if data.get("format") != JOURNAL_FORMAT:
             raise JournalError(f"journal {path} has unsupported format {data.get('format')!r}")
+        problem = _damage(data)
+        if problem:
+            raise JournalError(
+                f"journal {path} is damaged ({problem}); move it aside and start the migration again "
+                "(the copy is idempotent), or restore it from a backup"
+            )
         return data
+
+    def bind_identities(self, source: DatabaseIdentity, target: DatabaseIdentity) -> None:
+        """Record which databases this migration moves between; refuse others on resume."""
+        found = {"source_identity": str(source), "target_identity": str(target)}
+        recorded = {k: self.data.get(k) for k in found}
+        if recorded == found:
+            return
+        if any(recorded.values()):
+            raise JournalError(
+                f"this migration recorded source {recorded['source_identity']} and target "
+                f"{recorded['target_identity']}, but the URLs now reach {found['source_identity']} and "
+                f"{found['target_identity']}: resume with the original databases"
+            )
+        self.data.update(found)
+        self.save()
+
+    def identities(self) -> tuple[DatabaseIdentity, DatabaseIdentity] | None:
+        src, tgt = self.data.get("source_identity"), self.data.get("target_identity")
+        if not src or not tgt:
+            return None
+        return DatabaseIdentity.parse(src), DatabaseIdentity.parse(tgt)
 
     def close(self) -> None:
         self.lock.release()
@@ -290,7 +380,7 @@ class MigrationJournal:
         if not self.lock.held:
             raise JournalError("journal is closed (lock released); reopen it to record progress")
         self.data["updated_at"] = utcnow()
-        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=False).encode())
+        write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=False).encode(), mode=0o600)
         self._last_flush = time.monotonic()
 
     def _save_progress(self, force: bool) -> None:
@@ -509,6 +599,10 @@ class MigrationRunner:
     def run(self, *, stop_after: Step | None = None) -> Step | None:
         """Run pending steps; returns the last step completed in this call (None if none ran)."""
         last: Step | None = None
+        if not self.journal.finished:
+            # Before any step: the URLs must reach two different databases, the recorded ones on resume.
+            self.journal.bind_identities(*self.mover.identities())
+        self._reset_failed_verification()
         for step in STEPS:
             if self.journal.status(step) == StepStatus.DONE:
                 continue
@@ -517,15 +611,30 @@ class MigrationRunner:
             try:
                 result = self._execute(step, ctx)
             except Exception as exc:
-                self.journal.mark_failed(step, exc)
+                error = _as_migration_error(exc, self.mover)
+                self.journal.mark_failed(step, error)
                 if self.hooks.on_failure is not None:
-                    self.hooks.on_failure(ctx, exc)
-                raise
+                    self.hooks.on_failure(ctx, error)
+                if error is exc:
+                    raise
+                raise error from exc
             self.journal.mark_done(step, result)
             last = step
             if step == stop_after:
                 break
         return last
+
+    def _reset_failed_verification(self) -> None:
+        """Make a plain re-run converge after a failure, without ``--restart-from``.
+
+        A failed snapshot verification redoes the bulk copy (it reconciles what the target holds, so
+        nothing is duplicated). A failed delta copy or final verification redoes the freeze too: the
+        playbook's failure hook unfroze the tenant, so its writes may have resumed.
+        """
+        if self.journal.status(Step.VERIFY) == StepStatus.FAILED:
+            self.journal.reset_from(Step.BULK_COPY)
+        elif StepStatus.FAILED in (self.journal.status(Step.DELTA_COPY), self.journal.status(Step.VERIFY_FINAL)):
+            self.journal.reset_from(Step.FREEZE)
 
     def _observer(self, record: Callable[[BatchEvent], None]) -> BatchCallback:
         def observe(event: BatchEvent) -> None:
@@ -567,6 +676,17 @@ class MigrationRunner:
         return hook(ctx)
 
 
+def _as_migration_error(exc: Exception, mover: TenantDataMover) -> Exception:
+    """Database errors become MigrationError (the playbook's clean-stop contract), their text scrubbed
+    of the URLs' secrets: drivers echo connection strings back."""
+    if isinstance(exc, sa.exc.DBAPIError | sqlite3.Error):
+        orig = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        text = scrub(f"{type(orig).__name__}: {first}", mover.source.url, mover.target.url)
+        return MigrationError(f"database error: {text}")
+    return exc
+
+
 def _ignore(_event: BatchEvent) -> None:
     return None
 
@@ -577,6 +697,7 @@ def open_migration(
     hooks: PlaybookHooks,
     *,
     on_batch: BatchCallback | None = None,
+    cells: tuple[str, str] | None = None,
 ) -> MigrationRunner:
     """Convenience: lock + load/create the journal for ``mover``'s tenant and build the runner.
 
@@ -588,5 +709,6 @@ def open_migration(
         source=redact(mover.source),
         target=redact(mover.target),
         tenant_column=mover.tenant_column,
+        cells=cells,
     )
     return MigrationRunner(journal, mover, hooks, on_batch=on_batch)

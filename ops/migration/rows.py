@@ -113,11 +113,16 @@ class TableIO:
         return tuple(bytes(v) if isinstance(v, memoryview) else v for v in (row[i] for i in self.pk_idx))
 
     def fetch_rows(
-        self, conn: Connection, lo: Key | None, hi: Key | None = None, limit: int | None = None
+        self, conn: Connection, lo: Key | None, hi: Key | None = None, limit: int | None = None, *, lock: bool = False
     ) -> list[Row]:
+        """Rows in scope with lo < key <= hi; ``lock``: hold them until the transaction ends (purge)."""
         stmt = sa.select(*self.cols).where(*self._where(lo, hi)).order_by(*self.pk)
         if limit is not None:
             stmt = stmt.limit(limit)
+        if lock and self.dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        elif lock and self.dialect == "mssql":
+            stmt = stmt.with_hint(self.table, "WITH (UPDLOCK, HOLDLOCK)", "mssql")
         return list(conn.execute(stmt))
 
     def fetch_keys(

@@ -19,7 +19,7 @@ the source as ``stamps_src`` and every unit of work is a few statements in one t
 Transactions are deferred, so the source only ever gets a SHARED lock (BEGIN IMMEDIATE would
 reserve every attached database). In rollback-journal mode that lock lasts until the batch commits:
 the shared cell's writers wait at most one batch (``batch_size`` bounds it) to commit theirs; in WAL
-mode they do not wait at all. Nothing here writes to ``stamps_src``.
+mode they do not wait at all. Only the purge (``purge_identical``) writes to ``stamps_src``.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ops.migration.discovery import TablePlan
+from ops.migration.discovery import MigrationPlan, TablePlan
 
 Key = tuple[Any, ...]
 SRC = "stamps_src"  # schema name of the attached source
@@ -48,7 +49,43 @@ def sqlite_file(engine: Engine) -> str | None:
     # In-memory and URI databases cannot be reopened by name from another connection.
     if not db or db == ":memory:" or db.startswith("file:") or url.query.get("uri"):
         return None
-    return os.path.abspath(db)
+    # The real path: a symlink and its target are one file (identity.py compares inodes as well).
+    return os.path.realpath(db)
+
+
+def unmovable_values(engine: Engine, plan: MigrationPlan, tenant_id: Any) -> list[str]:
+    """What the generic engine cannot carry exactly out of a SQLite source, one line per column.
+
+    SQLite stores any value in any column: an untyped column has no type to create in the target or
+    compare by, and text in an INTEGER/NUMERIC/REAL column cannot become a number in another database.
+    (SQLite→SQLite on the fast path copies storage classes as they are, so it needs no such check.)
+    """
+    if engine.dialect.name != "sqlite":
+        return []
+    problems = []
+    with engine.connect() as conn:
+        for tp in plan.tables:
+            for col in tp.table.columns:
+                if isinstance(col.type, sa.types.NullType):
+                    problems.append(f"{tp.fullname}.{col.name} has no declared type (declare one, e.g. TEXT)")
+                    continue
+                if not isinstance(col.type, sa.Integer | sa.Numeric) or isinstance(col.type, sa.Boolean):
+                    continue
+                c = _quote(col.name)
+                where = f"typeof({c}) IN ('text', 'blob')"
+                params: list[Any] = []
+                if tp.scope_column:
+                    where += f" AND {_quote(tp.scope_column)} = ?"
+                    params.append(tenant_id)
+                row = conn.exec_driver_sql(
+                    f"SELECT count(*), min({c}) FROM {_quote(tp.name)} WHERE {where}", tuple(params)
+                ).one()
+                if row[0]:
+                    problems.append(
+                        f"{tp.fullname}.{col.name} ({col.type}) holds {row[0]} non-numeric value(s), e.g. "
+                        f"{str(row[1])[:40]!r}: fix them in the source or change the column's type"
+                    )
+    return problems
 
 
 @contextlib.contextmanager
@@ -285,6 +322,22 @@ class NativeTable:
         stats["inserted"] = conn.execute(self._insert_sql(sw), sp).rowcount
         (count,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
         return int(count), stats
+
+    def purge_identical(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        """Delete the source's in-scope rows that have an identical row in the target.
+
+        Returns (deleted, left): ``left`` counts the source rows kept because the target lacks them or
+        holds them differently; the caller rolls back unless it is 0. Caller holds the transaction.
+        """
+        w, p = self.where(self.src)
+        tw, tp = self.where("t")
+        gone = conn.execute(
+            f"DELETE FROM {self.src} WHERE {w} AND EXISTS (SELECT 1 FROM {self.tgt} AS t "
+            f"WHERE {self._match('t', self.src)} AND {tw} AND {self._same(self.src, 't')})",
+            [*p, *tp],
+        ).rowcount
+        (left,) = conn.execute(f"SELECT count(*) FROM {self.src} WHERE {w}", p).fetchone()
+        return int(gone), int(left)
 
     def delete_vanished(self, conn: sqlite3.Connection, lo: Key | None, hi: Key | None) -> int:
         """Delete target rows in scope with lo < key <= hi whose key the source's scope lacks."""

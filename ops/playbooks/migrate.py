@@ -21,6 +21,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
+from ops.migration.db import scrub
 from ops.playbooks.base import (
     EXIT_OK,
     Context,
@@ -30,6 +33,8 @@ from ops.playbooks.base import (
     audit,
     tenant_path,
 )
+from ops.runner import RunnerError
+from ops.stackconfig import StackLockedError
 from ops.tenant_directory import tenant_record
 from stamps.environment import Environment
 from stamps.placement import dedicated_cell_for
@@ -64,10 +69,10 @@ class Migration:
     """The playbook's side of the state machine: the stack updates and checks only it can do."""
 
     def __init__(self, ctx: Context, args: argparse.Namespace, env: Environment, tenant: str, cell: str,
-                 tier: str) -> None:
+                 tier: str, source_cell: str) -> None:
         self.ctx, self.args, self.env = ctx, args, env
         self.tenant, self.cell, self.tier = tenant, cell, tier
-        self.source_cell = env.tenant_cells[tenant]
+        self.source_cell = source_cell  # from the journal on resume: after the switch routing names the new CELL
 
     def _update(self, title: str, edit: Any) -> None:
         self.ctx.apply(title, edit)  # takes the stack lock for this update only
@@ -101,8 +106,7 @@ class Migration:
         return {"cell": self.cell, "tier": self.tier, "directory": record}
 
     def unfreeze(self, _step: Any) -> dict[str, Any]:
-        self._update(f"migrate {self.tenant}: unfreeze writes",
-                     lambda stack: stack.delete(f"{tenant_path(self.tenant)}.frozen", missing_ok=True))
+        unfreeze_tenant(self.ctx, self.tenant, self.args.unfreeze_attempts, self.args.unfreeze_wait)
         return {"frozen": False}
 
     def health_check(self, _step: Any) -> dict[str, Any]:
@@ -123,13 +127,129 @@ class Migration:
         frozen = self.ctx.environment().config
         tenant = next(t for t in frozen.tenants if t.id == self.tenant)
         if tenant.frozen and tenant.cell == self.source_cell:
-            self.ctx.console.print(f"[red]{step.step.value} failed[/]: {exc}; unfreezing {self.tenant} "
-                                   f"(it keeps running on {self.source_cell}, its source rows untouched)")
-            self.unfreeze(step)
+            self.ctx.console.print(f"[red]{step.step.value} failed[/]: {escape(scrub(str(exc)))}; unfreezing "
+                                   f"{self.tenant} (it keeps running on {self.source_cell}, its source rows "
+                                   "untouched)")
+            unfreeze_tenant(self.ctx, self.tenant, self.args.unfreeze_attempts, self.args.unfreeze_wait)
+
+
+def unfreeze_command(ctx: Context, tenant: str) -> str:
+    return f"stamps-ops migrate-unfreeze {tenant} --stack {ctx.stack} --project-dir {ctx.project_dir}"
+
+
+def unfreeze_tenant(ctx: Context, tenant: str, attempts: int, wait: float) -> None:
+    """Lift the write freeze; a stack lock held by another playbook is retried with backoff.
+
+    If the lock is still held after ``attempts``, the tenant stays read-only: that is an outage for
+    it, so this pages through the notifier and fails with the exact command that finishes the job.
+    """
+    delay = wait
+    for attempt in range(1, attempts + 1):
+        try:
+            ctx.apply(f"unfreeze {tenant}'s writes",
+                      lambda stack: stack.delete(f"{tenant_path(tenant)}.frozen", missing_ok=True))
+            return
+        except StackLockedError as err:
+            ctx.console.print(f"[yellow]![/] unfreeze of {tenant}: {escape(str(err))} "
+                              f"(attempt {attempt}/{attempts})")
+            if attempt < attempts:
+                ctx.sleep(delay)
+                delay = min(delay * 2, 300.0)
+            locked = err
+    command = unfreeze_command(ctx, tenant)
+    _page(ctx, f"tenant {tenant} is still frozen (read-only): the unfreeze could not take the stack lock",
+          tenant=tenant, command=command, lock=str(locked))
+    audit(ctx, "migrate", "unfreeze-failed", tenant=tenant, command=command)
+    raise Failed(f"{tenant} is still FROZEN (writes answer 423): another playbook held the stack lock through "
+                 f"{attempts} attempts ({locked}). Finish with:\n  {command}")
+
+
+def _page(ctx: Context, summary: str, **details: Any) -> None:
+    from ops.notify import Incident, Severity
+
+    incident = Incident(summary=summary, severity=Severity.CRITICAL, component="tenant-migration",
+                        dedup_key=f"stamps-{ctx.stack}-migrate-{details.get('tenant', '')}",
+                        details={"stack": ctx.stack, "actor": ctx.actor, **details})
+    try:
+        with ctx.notifier() as notifier:
+            report = notifier.notify(incident)
+    except Exception as err:  # the page is best effort; the exit code and message still say it all
+        ctx.console.print(f"[red]notify failed[/]: {escape(type(err).__name__)}: {escape(str(err)[:200])}")
+        return
+    for r in report.results:
+        ctx.console.print(f"  notify {r.channel}: {'sent' if r.ok else 'FAILED'}{f' ({r.error})' if r.error else ''}")
+
+
+def _read_journal(path: Path) -> dict[str, Any] | None:
+    from ops.migration import MigrationError, MigrationJournal
+
+    if not path.exists():
+        return None
+    try:
+        return MigrationJournal.read(path)
+    except MigrationError as err:
+        raise Refused(str(err)) from None
+
+
+def _reserve_cell(ctx: Context, tenant: str, cell: str) -> None:
+    """Under the stack lock: no other tenant's migration may target ``cell`` (a dedicated CELL holds one)."""
+    from ops.migration import MigrationError, MigrationJournal
+
+    for other in sorted((ctx.state_dir / "migrations").glob(f"{ctx.stack}-*.json")):
+        try:
+            data = MigrationJournal.read(other)
+        except MigrationError:
+            continue  # a damaged journal of another tenant is that migration's problem, reported there
+        if data.get("tenant_id") != tenant and data.get("target_cell") == cell:
+            raise Refused(f"--cell: CELL {cell!r} is reserved by the migration of tenant {data['tenant_id']!r} "
+                          f"(journal {other}); a dedicated CELL holds one tenant")
+
+
+DEFAULT_TARGET_DRIVER = "mssql+pyodbc://@check/driver?driver=ODBC+Driver+18+for+SQL+Server"
+
+
+def preflight(mover: Any | None, source_url: str, target_url: str | None, tenant: str, args: argparse.Namespace,
+              ) -> Any:
+    """Connect to both databases, check drivers, discover and check the schema — before provisioning.
+
+    Returns the source-side plan check's mover (or the given one). Raises MigrationError subclasses.
+    """
+    from ops.migration import TenantDataMover, as_engine
+
+    if target_url is None:
+        as_engine(DEFAULT_TARGET_DRIVER).dispose()  # the driver the stack's Azure SQL target will need
+    probe = mover or TenantDataMover(source_url, target_url or "sqlite://", tenant, **_mover_options(args))
+    probe.preflight(target=target_url is not None)
+    return probe
+
+
+def _mover_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tenant_column": args.tenant_column, "batch_size": args.batch_size, "progress": None,
+            "shared_tables": tuple(args.shared_table or ())}
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ops.migration import MigrationError, PlaybookHooks, Step, TenantDataMover, open_migration
+    from ops.migration import MigrationError, MigrationLockedError
+
+    try:
+        return _run(ctx, args)
+    except MigrationLockedError as err:
+        audit(ctx, "migrate", "refused", tenant=args.tenant, error=str(err))
+        raise Refused(str(err)) from None
+    except MigrationError as err:
+        message = scrub(str(err), args.source_url or "", args.target_url or "")
+        audit(ctx, "migrate", "failed", tenant=args.tenant, error=message)
+        raise Failed(f"migration of {args.tenant} stopped: {message}. The journal "
+                     f"{journal_path(ctx, args.tenant)} records where; fix the cause and re-run the same command "
+                     "(it resumes, and redoes a failed verification's copy)") from None
+    except (PlaybookError, RunnerError, StackLockedError) as err:
+        audit(ctx, "migrate", "failed", tenant=args.tenant,
+              error=scrub(str(err), args.source_url or "", args.target_url or ""))
+        raise
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    from ops.migration import PlaybookHooks, Step, TenantDataMover, open_migration
 
     env = ctx.environment()
     tenants = {t.id: t for t in env.config.tenants}
@@ -141,85 +261,130 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     tier = args.tier or (dedicated_tiers[0] if dedicated_tiers else None)
     if tier not in dedicated_tiers:
         raise PlaybookError(f"--tier: {tier!r} is not a dedicated tier; valid: {', '.join(dedicated_tiers)}")
-    cell = args.cell or args.tenant
     path = journal_path(ctx, args.tenant)
+    recorded = _read_journal(path)
     current = env.tenant_cells[args.tenant]
-    if current == cell and not path.exists():
+    source_cell = (recorded or {}).get("source_cell") or current
+    cell = args.cell or (recorded or {}).get("target_cell") or args.tenant
+    if recorded and recorded.get("target_cell") not in (None, cell):
+        raise Refused(f"--cell: this migration of {args.tenant} targets CELL {recorded['target_cell']!r} "
+                      f"(journal {path}), not {cell!r}")
+    if current == cell and recorded is None:
         ctx.console.print(f"[green]✓[/] {args.tenant} already runs on CELL {cell}: nothing to migrate")
         return EXIT_OK
-    source_model = next(c.model for c in env.cells if c.name == current)
-    if source_model != "shared" and current != cell:
-        raise Refused(f"TENANT: {args.tenant} is on {source_model} CELL {current!r}; only shared tenants migrate")
+    source_model = next(c.model for c in env.cells if c.name == source_cell)
+    if source_model != "shared":
+        raise Refused(f"TENANT: {args.tenant} is on {source_model} CELL {source_cell!r}; only shared tenants migrate")
     if cell in {c.name for c in env.cells} and cell != current and any(
             env.tenant_cells[t] == cell for t in tenants):
         raise Refused(f"--cell: CELL {cell!r} already serves a tenant; a dedicated CELL holds one")
 
-    migration = Migration(ctx, args, env, args.tenant, cell, tier)
+    migration = Migration(ctx, args, env, args.tenant, cell, tier, source_cell)
     if ctx.dry_run:
-        ctx.console.print(f"migrate {args.tenant}: {current} (shared) → {cell} (dedicated, tier {tier}); steps: "
-                          "provision → bulk_copy → verify → freeze → delta_copy → verify_final → switch → "
+        ctx.console.print(f"migrate {args.tenant}: {source_cell} (shared) → {cell} (dedicated, tier {tier}); "
+                          "steps: provision → bulk_copy → verify → freeze → delta_copy → verify_final → switch → "
                           "unfreeze → health_check")
         migration.provision(None)
         return EXIT_OK
 
-    source = _database_url(ctx, env, current, args.source_url, "--source-url")
-    mover = TenantDataMover(source, args.target_url or "", args.tenant, tenant_column=args.tenant_column,
-                            batch_size=args.batch_size, progress=None) if args.target_url else None
+    source = _database_url(ctx, env, source_cell, args.source_url, "--source-url")
+    opts = _mover_options(args)
+    mover = TenantDataMover(source, args.target_url, args.tenant, **opts) if args.target_url else None
+    # Preflight: everything that can be checked before the stack changes, so a migration that cannot
+    # work never leaves a dedicated CELL behind.
+    probe = preflight(mover, source, args.target_url, args.tenant, args)
     hooks = PlaybookHooks(provision=migration.provision, freeze=migration.freeze, switch=migration.switch,
                           unfreeze=migration.unfreeze, health_check=migration.health_check,
                           on_failure=migration.on_failure)
-    if mover is None:
-        # The dedicated database exists only after provisioning: provision first, then read its address.
-        migration.provision(None)
-        env = ctx.environment()
-        mover = TenantDataMover(source, _database_url(ctx, env, cell, None, "--target-url"), args.tenant,
-                                tenant_column=args.tenant_column, batch_size=args.batch_size, progress=None)
-    try:
-        runner = open_migration(path, mover, hooks)
-    except MigrationError as err:
-        raise Refused(str(err)) from None
+    # The CELL is reserved (the journal names it) under the stack lock, before anything is provisioned.
+    with ctx.locked():
+        _reserve_cell(ctx, args.tenant, cell)
+        if mover is None:
+            # The dedicated database exists only after provisioning: provision first, then read its address.
+            migration.provision(None)
+            env = ctx.environment()
+            mover = TenantDataMover(source, _database_url(ctx, env, cell, None, "--target-url"), args.tenant, **opts)
+            mover.preflight(target=True)
+        runner = open_migration(path, mover, hooks, cells=(source_cell, cell))
+    if probe is not mover:
+        probe.source.dispose()
     with runner.journal:
         if args.restart_from:
-            runner.journal.reset_from(Step(args.restart_from))
-        try:
-            runner.run()
-        except MigrationError as err:
-            audit(ctx, "migrate", "failed", tenant=args.tenant, error=str(err))
-            raise Failed(f"migration of {args.tenant} stopped: {err}. The journal {path} records where; fix the "
-                         "cause and re-run (add --restart-from bulk_copy after a failed verification)") from None
-    audit(ctx, "migrate", "migrated", tenant=args.tenant, source=current, target=cell)
-    ctx.console.print(f"[green]✓[/] {args.tenant} migrated to {cell}; purge its rows from {current} after the "
-                      f"retention period with `stamps-ops purge-source {args.tenant}`")
+            # Redoing the delta means freezing again: a failure before it unfroze the tenant.
+            runner.journal.reset_from(Step.FREEZE if args.restart_from == "delta_copy" else Step(args.restart_from))
+        runner.run()
+    audit(ctx, "migrate", "migrated", tenant=args.tenant, source=source_cell, target=cell)
+    ctx.console.print(f"[green]✓[/] {args.tenant} migrated from {source_cell} to {cell}; purge its rows from "
+                      f"{source_cell} after the retention period with `stamps-ops purge-source {args.tenant}`")
     return EXIT_OK
 
 
 def purge(ctx: Context, args: argparse.Namespace) -> int:
-    from ops.migration import MigrationError, MigrationJournal, Step, TenantDataMover
+    from ops.migration import MigrationError
+
+    try:
+        return _purge(ctx, args)
+    except MigrationError as err:
+        message = scrub(str(err), args.source_url or "", args.target_url or "")
+        audit(ctx, "purge-source", "refused", tenant=args.tenant, error=message)
+        raise Refused(f"purge refused, nothing deleted: {message}") from None
+
+
+def _purge(ctx: Context, args: argparse.Namespace) -> int:
+    from ops.migration import MigrationJournal, Step, TenantDataMover
 
     path = journal_path(ctx, args.tenant)
-    if not path.exists():
+    data = _read_journal(path)
+    if data is None:
         raise PlaybookError(f"TENANT: no migration journal for {args.tenant!r} at {path}")
-    data = MigrationJournal.read(path)
     done = data["steps"][Step.DONE.value]
     if done["status"] != "done":
         raise Refused(f"the migration of {args.tenant} has not finished (at {data['current_step']})")
-    finished = dt.datetime.fromisoformat(str(done["finished_at"]).replace("Z", "+00:00"))
+    try:
+        finished = dt.datetime.fromisoformat(str(done["finished_at"]).replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused(f"journal {path} is damaged: step done has no valid finished_at") from None
     ready = finished + dt.timedelta(days=args.retention_days)
     if ctx.now() < ready:
         raise Refused(f"retention: {args.tenant}'s source rows are kept until {ready:%Y-%m-%d %H:%M}Z "
                       f"({args.retention_days} days after the switch)")
+    recorded = (data.get("source_identity"), data.get("target_identity"))
+    if not all(recorded):
+        raise Refused(f"journal {path} does not record which databases the migration used (written by an older "
+                      "version): the target cannot be proven to be the migrated copy; nothing deleted")
     if ctx.dry_run:
         ctx.console.print(f"(dry run) would verify and purge {args.tenant}'s rows from the shared database")
         return EXIT_OK
-    mover = TenantDataMover(args.source_url, args.target_url, args.tenant, tenant_column=args.tenant_column,
-                            progress=None)
-    try:
-        report = mover.verify()  # the final verification, fresh: both sides must still match
-        deleted = mover.purge_source(report)
-    except MigrationError as err:
-        raise Refused(f"purge refused: {err}") from None
+    # The journal's own URLs by default (they carry no password; pass the URLs when they need one).
+    source = args.source_url or data.get("source") or ""
+    target = args.target_url or data.get("target") or ""
+    mover = TenantDataMover(source, target, args.tenant, tenant_column=data.get("tenant_column", args.tenant_column),
+                            progress=None, shared_tables=_recorded_shared(data))
+    with MigrationJournal.open(path, tenant_id=args.tenant) as journal:  # no migration of the tenant meanwhile
+        expected = journal.identities()
+        assert expected is not None
+        try:
+            # Who is who first (before reading a row), then a fresh exact verification, then the purge,
+            # which checks identities again inside its transaction and compares every row it deletes.
+            mover.identities_match(expected)
+            report = mover.verify()
+            deleted = mover.purge_source(report, expected=expected)
+        finally:
+            mover.source.dispose()
+            mover.target.dispose()
     audit(ctx, "purge-source", "purged", tenant=args.tenant, rows=deleted)
     ctx.console.print(f"[green]✓[/] purged {sum(deleted.values())} rows of {args.tenant} from the shared database")
+    return EXIT_OK
+
+
+def _recorded_shared(data: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(t["name"]) for t in data.get("plan") or () if t.get("kind") == "reference")
+
+
+def unfreeze(ctx: Context, args: argparse.Namespace) -> int:
+    unfreeze_tenant(ctx, args.tenant, args.unfreeze_attempts, args.unfreeze_wait)
+    audit(ctx, "migrate", "unfrozen", tenant=args.tenant)
+    ctx.console.print(f"[green]✓[/] {args.tenant}'s writes are unfrozen")
     return EXIT_OK
 
 
@@ -239,16 +404,35 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--health-attempts", type=int, default=5)
     p.add_argument("--health-wait", type=float, default=30.0)
     p.add_argument("--restart-from", choices=["bulk_copy", "delta_copy"],
-                   help="after a failed verification: redo the steps from here")
+                   help="redo the steps from here (a plain re-run already redoes a failed verification's copy)")
+    p.add_argument("--shared-table", action="append", metavar="TABLE",
+                   help="a table without the tenant column that is shared reference data (e.g. currencies): "
+                        "copied whole into the dedicated database. Repeat per table; any other such table the "
+                        "tenant's rows reference is refused")
+    _unfreeze_options(p)
     common(p)
     p.set_defaults(func=run, lock_stack=False)
 
     p = sub.add_parser("purge-source", help="delete a migrated tenant's rows from the shared database",
                        description=__doc__)
     p.add_argument("tenant", metavar="TENANT")
-    p.add_argument("--source-url", required=True)
-    p.add_argument("--target-url", required=True)
+    p.add_argument("--source-url", help="default: the URL the migration journal recorded")
+    p.add_argument("--target-url", help="default: the URL the migration journal recorded; must reach the same "
+                                        "database the migration copied into")
     p.add_argument("--tenant-column", default="tenant_id")
     p.add_argument("--retention-days", type=int, default=7)
     common(p)
     p.set_defaults(func=purge)
+
+    p = sub.add_parser("migrate-unfreeze", help="lift a migration's write freeze (when its unfreeze met a lock)",
+                       description=__doc__)
+    p.add_argument("tenant", metavar="TENANT")
+    _unfreeze_options(p)
+    common(p)
+    p.set_defaults(func=unfreeze, lock_stack=False)
+
+
+def _unfreeze_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unfreeze-attempts", type=int, default=6,
+                   help="tries to take the stack lock for the unfreeze (backoff doubles from --unfreeze-wait)")
+    p.add_argument("--unfreeze-wait", type=float, default=5.0)

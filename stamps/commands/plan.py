@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from stamps.config.stackfile import bare_stack, stack_config_path
 from stamps.errors import UsageError
 from stamps.offline import diff_plans, plan_stack
 from stamps.offline.planfile import load_plan
+from stamps.offline.progress import progress_line
 from stamps.offline.render import print_diff, summary, tree
+from stamps.speedup import exit_fast
 from stamps.terminal import make_console
 
 
@@ -32,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
     paths = [stack_config_path(project_dir, stack, cfg) for stack, cfg in targets]
     earlier = load_plan(args.against, "--against") if args.against else None  # before --out may overwrite it
     # Plan everything first: a config error in any target must leave no output file behind.
-    plans = [plan_stack(project_dir, stack, path) for (stack, _), path in zip(targets, paths, strict=True)]
+    with progress_line(sys.stdout, len(targets), enabled=not args.quiet) as progress:
+        plans = [plan_stack(project_dir, stack, path, on_register=progress.stack(cfg.name if cfg else stack))
+                 for (stack, cfg), path in zip(targets, paths, strict=True)]
     # Written before anything is printed: a closed pipe (`| head`) must not cost the plan file.
     if args.out:
         out = Path(args.out)
@@ -53,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         from stamps.policycheck import check_plans
 
-        return check_plans(plans, console)
-    return 0
+        return exit_fast(check_plans(plans, console))
+    return exit_fast(0)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

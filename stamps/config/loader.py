@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from typing import Any
+from typing import Any, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from stamps.config.errors import ConfigError, from_validation_error
 from stamps.config.model import StampsConfig
@@ -22,20 +23,54 @@ def _model_keys() -> set[str]:
     return {info.alias or name for name, info in StampsConfig.model_fields.items()}
 
 
+def _structured(annotation: Any) -> bool:
+    """Is a field an object or a list (the CLI passes those as JSON text), not a scalar?"""
+    if isinstance(annotation, type):
+        return issubclass(annotation, BaseModel | list | dict)
+    origin = get_origin(annotation)
+    if origin in (list, dict):
+        return True
+    return any(_structured(a) for a in get_args(annotation) if a is not type(None))
+
+
+def structured_keys() -> frozenset[str]:
+    """The `stamps:` keys whose values are objects or lists; every other key is a scalar string."""
+    return frozenset(info.alias or name for name, info in StampsConfig.model_fields.items()
+                     if _structured(info.annotation))
+
+
 def read_pulumi_config() -> dict[str, Any]:
-    """Every `stamps:` key of the running stack (structured values decoded), secrets excluded."""
+    """Every `stamps:` key of the running stack, secrets excluded.
+
+    The CLI hands every value over as a string (objects and lists as JSON text), so only the keys the model
+    types as objects or lists are decoded: `costCenter: "4200"` stays the string "4200", and pydantic coerces
+    the other scalars (`true`, `30`) by their field type.
+    """
     from pulumi.runtime import config as runtime_config
 
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in raw if runtime_config.is_config_secret(k)}
+    structured = structured_keys()
     out: dict[str, Any] = {}
+    made_secret = []
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
         if ns != NAMESPACE or key in SECRET_KEYS:
             continue
-        try:
-            out[key] = json.loads(value) if isinstance(value, str) else value
-        except json.JSONDecodeError:
-            out[key] = value  # plain scalar strings such as `environment: prod`
+        if full_key in secret:
+            made_secret.append(full_key)
+            continue
+        if key in structured and isinstance(value, str):
+            # Not JSON: pydantic then names the key ("Input should be a valid list/dictionary").
+            with contextlib.suppress(json.JSONDecodeError):
+                value = json.loads(value)
+        out[key] = value
+    if made_secret:
+        # Reading them would drop the secret marking: their values become resource names, tags and inputs in
+        # plain text in state and outputs. Only the webhook URLs are secrets.
+        raise ConfigError([f"{k}: set as a secret, but it is not one (it ends up in resource names, tags and "
+                           f"inputs in plain text); set it without --secret. Secret keys: "
+                           f"{', '.join(f'{NAMESPACE}:{s}' for s in SECRET_KEYS)}" for k in sorted(made_secret)])
     return out
 
 

@@ -12,7 +12,7 @@ import os
 import runpy
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from typing import Any
 import yaml
 from google.protobuf import json_format, struct_pb2
 
+from stamps import speedup
+from stamps.config.loader import NAMESPACE, SECRET_KEYS
 from stamps.config.stackfile import StackFileError, read_stack_config
 from stamps.offline.mocks import AzureMocks
 from stamps.offline.plan import SECRET, UNKNOWN, Plan
@@ -54,7 +56,7 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _recording_monitor(mocks: AzureMocks) -> Any:
+def _recording_monitor(mocks: AzureMocks, on_register: Callable[[int], None] | None = None) -> Any:
     from pulumi.runtime.mocks import MockMonitor
 
     class RecordingMonitor(MockMonitor):
@@ -86,6 +88,8 @@ def _recording_monitor(mocks: AzureMocks) -> Any:
                     "inputs": _clean(inputs),
                     "dependencies": sorted(set(request.dependencies)),
                 })
+                if on_register is not None:
+                    on_register(len(self.requests))
             return response
 
     return RecordingMonitor()
@@ -112,8 +116,19 @@ def _program_path(project_dir: Path) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -> Plan:
-    """Run the project's `__main__.py` for `stack` under mocks; raises the program's errors unchanged."""
+def plan_stack(
+    project_dir: Path,
+    stack: str,
+    config_file: Path | None = None,
+    *,
+    on_register: Callable[[int], None] | None = None,
+) -> Plan:
+    """Run the project's `__main__.py` for `stack` under mocks; raises the program's errors unchanged.
+
+    `on_register(n)` is called (on the SDK's executor threads) after each resource registration with the
+    number registered so far. The offline-only SDK shortcuts (`speedup.plan_shortcuts`) are active for
+    the run and restored afterwards.
+    """
     import pulumi
     from pulumi.runtime import settings
     from pulumi.runtime.config import set_all_config
@@ -124,10 +139,16 @@ def plan_stack(project_dir: Path, stack: str, config_file: Path | None = None) -
     project = read_project(project_dir)
     config_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
     values, secret_keys = read_stack_config(config_file)
+    # A clone ships no secrets (they come from `pulumi config set --secret` or ESC). Offline only, an absent
+    # one is a redacted placeholder, so the plan still shows where it goes; the CLI reports it as missing.
+    for key in SECRET_KEYS:
+        if f"{NAMESPACE}:{key}" not in values:
+            values[f"{NAMESPACE}:{key}"] = SECRET
+            secret_keys.append(f"{NAMESPACE}:{key}")
 
-    with _lock, _program_path(project_dir):
+    with _lock, _program_path(project_dir), speedup.plan_shortcuts():
         mocks = AzureMocks()
-        monitor = _recording_monitor(mocks)
+        monitor = _recording_monitor(mocks, on_register)
         # Fresh SDK state per run: root stack, settings and config from an earlier plan must not leak.
         settings.reset_options(project=project, stack=stack, preview=True)
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)

@@ -1,0 +1,178 @@
+"""`purge-source` deletes only what provably exists elsewhere: aliases of the source are refused.
+
+A target URL that reaches the source database under another name (another host name, a symlink or
+hard link, extra URL options, another user) once verified the source against itself and purged the
+tenant's only copy. Each case here must exit 4 and leave every source row in place.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ops.migration import PurgeRefusedError, TenantDataMover
+from ops.migration.identity import DatabaseIdentity
+from tests import pg
+from tests.test_ops_migrate import TENANT, Recorder, make_shared_db, migrate_args, tenant_rows
+from tests.test_ops_playbooks import Ops
+
+LATER = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+
+
+def migrated(project: Path, source: str, target: str, rows: int = 120) -> Ops:
+    make_shared_db(source, rows=rows)
+    ops = Ops(project)
+    assert Recorder(ops)(*migrate_args(source, target), http_get=lambda url: 200) == 0
+    return ops
+
+
+def purge(ops: Ops, *urls: str) -> int:
+    argv = ["purge-source", TENANT]
+    if urls:
+        argv += ["--source-url", urls[0], "--target-url", urls[1]]
+    return Recorder(ops)(*argv, now=lambda: LATER)
+
+
+def assert_refused_each(ops: Ops, source: str, aliases: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    before = tenant_rows(source)
+    assert before["accounts"]
+    for alias in aliases:
+        assert purge(ops, source, alias) == 4, alias
+        err = capsys.readouterr().err
+        assert "nothing deleted" in err and "same database" in err, (alias, err)
+        assert tenant_rows(source) == before, f"{alias} purged the source"
+
+
+def test_sqlite_aliases_of_the_source_are_refused(project: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    src, tgt = tmp_path / "s.db", tmp_path / "t.db"
+    source = f"sqlite:///{src}"
+    ops = migrated(project, source, f"sqlite:///{tgt}")
+    (tmp_path / "link.db").symlink_to(src)
+    os.link(src, tmp_path / "hard.db")
+    (tmp_path / "sub").mkdir()
+    aliases = [
+        f"sqlite:///{tmp_path / 'link.db'}",                      # symlink
+        f"sqlite:///{tmp_path / 'hard.db'}",                      # hard link: another path, same inode
+        f"sqlite:///{src}?timeout=5",                             # URL options
+        f"sqlite:///{tmp_path / 'sub' / '..' / 's.db'}",          # a path that walks around
+        f"sqlite:///file:{src}?mode=rw&uri=true",                 # URI form (no fast path: the generic engine)
+    ]  # fmt: skip
+    assert_refused_each(ops, source, aliases, capsys)
+    # The journal's recorded target, reached by its real name, still purges.
+    assert purge(ops) == 0
+    assert tenant_rows(source) == {"accounts": [], "transfers": []}
+
+
+def test_a_copy_that_is_not_the_recorded_target_is_refused(project: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Identical rows in some other database prove nothing: the target must be the one migrated into."""
+    source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+    ops = migrated(project, source, target)
+    (tmp_path / "copy.db").write_bytes((tmp_path / "t.db").read_bytes())
+    before = tenant_rows(source)
+    assert purge(ops, source, f"sqlite:///{tmp_path / 'copy.db'}") == 4
+    assert "not the ones this migration recorded" in capsys.readouterr().err
+    assert tenant_rows(source) == before
+
+
+def test_postgresql_aliases_of_the_source_are_refused(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    server = pg.get_server()
+    with server.databases(2) as (a, b):
+        if a.host not in ("127.0.0.1", "localhost"):
+            pytest.skip("the alias cases need a server on the loopback address")
+        source = a.set(host="127.0.0.1").render_as_string(hide_password=False)
+        ops = migrated(project, source, b.render_as_string(hide_password=False))
+        aliases = [a.set(host="localhost"), a.set(query={"application_name": "x", "connect_timeout": "5"})]
+        other_user = _second_login(server, a)
+        if other_user is not None:
+            aliases.append(other_user)
+        assert_refused_each(ops, source, [u.render_as_string(hide_password=False) for u in aliases], capsys)
+
+
+def _second_login(server: pg.PgServer, url: sa.URL) -> sa.URL | None:
+    """The same database under another role, if the test role may create one."""
+    name = f"stamps_alias_{os.getpid()}"
+    with server._admin.connect() as conn:
+        if not conn.exec_driver_sql("SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
+                                    ).scalar():  # fmt: skip
+            return None
+        conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+        conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN PASSWORD 'alias-pw'")
+        conn.exec_driver_sql(f'GRANT ALL ON DATABASE "{url.database}" TO {name}')
+    return url.set(username=name, password="alias-pw")
+
+
+def test_identity_is_checked_again_inside_the_purge_transaction(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the target turns out to be the source when the delete transaction starts, nothing is deleted."""
+    import ops.migration.copy as copy_mod
+
+    source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+    make_shared_db(source, rows=60)
+    before = tenant_rows(source)
+    for fast_path in (True, False):
+        m = TenantDataMover(source, target, TENANT, progress=False, fast_path=fast_path)
+        m.bulk_copy()
+        report = m.verify()
+        expected = m.identities()
+        swapped = (expected[0], expected[0])
+        with monkeypatch.context() as patch:
+            src_id = expected[0]
+            patch.setattr(copy_mod, "identity_of", lambda conn, i=src_id: i)  # generic path: both say "source"
+            patch.setattr(copy_mod, "sqlite_identity", lambda conn, schema, i=src_id: i)  # fast path
+            with pytest.raises(PurgeRefusedError, match="same database"):
+                m.purge_source(report, expected=expected)
+        assert tenant_rows(source) == before
+        with pytest.raises(PurgeRefusedError, match="recorded"):
+            m.purge_source(report, expected=(expected[1], expected[0]))
+        assert swapped != expected and tenant_rows(source) == before
+        m.source.dispose()
+        m.target.dispose()
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["sqlite", "sqlite-generic"])
+def test_purge_is_all_or_nothing_and_compares_every_row(tmp_path: Path, fast_path: bool) -> None:
+    """One changed row in the last table purged refuses the whole purge: no table loses a row."""
+    source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+    make_shared_db(source, rows=90)
+    m = TenantDataMover(source, target, TENANT, progress=False, fast_path=fast_path, batch_size=7)
+    m.bulk_copy()
+    report = m.verify()
+    engine = sa.create_engine(target)
+    with engine.begin() as conn:  # the dedicated copy of one account differs (same row count)
+        conn.execute(sa.text("UPDATE accounts SET owner = 'changed' WHERE id = (SELECT max(id) FROM accounts "
+                             "WHERE tenant_id = :t)"), {"t": TENANT})  # fmt: skip
+    engine.dispose()
+    before = tenant_rows(source)
+    with pytest.raises(PurgeRefusedError, match=r"accounts.*no identical row"):
+        m.purge_source(report)
+    assert tenant_rows(source) == before, "transfers were purged before accounts refused"
+    m.delta_copy()
+    assert m.purge_source(m.verify()) == {"transfers": 30, "accounts": 30, "tenants": 1}
+    m.source.dispose()
+    m.target.dispose()
+
+
+def test_journal_without_recorded_identities_refuses_purge(project: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+    ops = migrated(project, source, target)
+    path = project / ".stamps" / "migrations" / f"prod-{TENANT}.json"
+    data = json.loads(path.read_text())
+    assert DatabaseIdentity.parse(data["source_identity"]) != DatabaseIdentity.parse(data["target_identity"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data["target_identity"] = None
+    path.write_text(json.dumps(data))
+    before = tenant_rows(source)
+    assert purge(ops, source, target) == 4
+    assert "cannot be proven" in capsys.readouterr().err
+    assert tenant_rows(source) == before
+
+
