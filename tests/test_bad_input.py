@@ -111,7 +111,6 @@ def test_every_command_refuses_a_bad_plan_file(argv: tuple[str, ...], kind: str,
 
 @pytest.mark.parametrize(("config", "named"), [
     ({"allowed-regions": {"allowedRegion": ["eastus"]}}, "allowedRegion"),
-    ({"allowed-region": "mandatory"}, "allowed-region"),
     ([], "expected an object of policy names"),
     ({"allowed-regions": "sometimes"}, "enforcement level"),
 ])

@@ -29,8 +29,9 @@ def _plans(paths: list[str]) -> list[Plan]:
 
 
 def check_config_names(config: dict, pack: Path | None) -> None:
-    """Every policy and property the config names must exist in the pack: a typo (`allowedRegion`) would
-    otherwise leave the policy on its default, silently."""
+    """Every property the config gives a policy must exist in its schema: a typo (`allowedRegion`) would
+    otherwise leave the policy on its default, silently. (A policy name the pack lacks is reported as a
+    warning in the report, as the Pulumi CLI ignores it.)"""
     import difflib
 
     from google.protobuf import json_format
@@ -44,12 +45,7 @@ def check_config_names(config: dict, pack: Path | None) -> None:
         info = proc.analyzer_info()
     policies = {p.name: p for p in info.policies}
     for name, value in config.items():
-        if name != "all" and name not in policies:
-            close = difflib.get_close_matches(name, list(policies), n=1)
-            raise UsageError(f"--config: no policy named {name!r} in the pack"
-                             + (f" (did you mean {close[0]!r}?)" if close else "")
-                             + f"; policies: {', '.join(sorted(policies))}")
-        if name == "all":
+        if name not in policies:
             continue
         p = policies[name]
         props = json_format.MessageToDict(p.configSchema.properties) if p.HasField("configSchema") else {}

@@ -17,7 +17,7 @@ def load_plan(path: str | Path, arg: str) -> Plan:
     path = Path(path)
     hint = "write one with `stamps plan --out FILE.json`"
     if not path.is_file():
-        raise UsageError(f"{arg}: {clip(path, 200)} does not exist ({hint})")
+        raise UsageError(f"{arg}: no such plan file {clip(path, 200)} ({hint})")
     try:
         if path.stat().st_size > MAX_PLAN_BYTES:
             raise UsageError(f"{arg}: {path} is larger than {MAX_PLAN_BYTES:,} bytes; not a stamps plan")
