@@ -8,8 +8,11 @@ derived from the project and stack, so two environments never collide.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from stamps.config.regions import region_code
 
@@ -44,6 +47,25 @@ def check(kind: str, name: str) -> str:
     if not (rule.min_len <= len(name) <= rule.max_len and re.match(rule.pattern, name)):
         raise NameError_(f"{name!r} ({len(name)} characters) breaks the {kind} naming rule: {rule.what}")
     return name
+
+
+def revision_suffix(version: str, template: Mapping[str, Any]) -> str:
+    """`v<version>-<6 hex of the whole template>`: every template change gets a suffix of its own.
+
+    A Container App in multiple-revision mode makes a new revision for any change under `template`
+    (image, env, probes, resources, scale: learn.microsoft.com/azure/container-apps/revisions), and rejects a
+    suffix it has already used ("revision with suffix already exists"). Keying the suffix on the version alone
+    made a failover, scale or isolation re-use it. Lowercase letters, digits and hyphens, short enough that
+    `<app name (32)>--<suffix>` stays within 63 characters.
+    """
+    digest = hashlib.sha256(json.dumps(template, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    base = ("v" + re.sub(r"[^a-z0-9]+", "-", version.lower()))[:21].rstrip("-")
+    return f"{base}-{digest}"
+
+
+def revision_name(app_name: str, suffix: str) -> str:
+    """Container Apps names a revision `<app>--<suffix>`; traffic weights and labels refer to it by that name."""
+    return f"{app_name}--{suffix}"
 
 
 def stable_suffix(*parts: str) -> str:

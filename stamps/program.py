@@ -23,6 +23,9 @@ def build(env: Environment) -> dict[str, object]:
         workspace_customer_id=glob.workspace.customer_id,
         subscription_id=client.subscription_id,
         tenant_id=client.tenant_id,
+        app_insights_id=glob.app_insights.id,
+        app_insights_connection_string=glob.app_insights.connection_string,
+        directory=glob.directory,
     )
     # Primaries first: a standby's geo-secondary database is created from its primary's database.
     order = sorted(env.deployed_regions, key=lambda r: env.regions[r].role != "primary")

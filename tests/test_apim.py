@@ -42,6 +42,7 @@ SMALL: dict[str, Any] = {
                              "publisherName": "Contoso"},
     "stamps:sqlAdmins": {"login": "sg-sql", "objectId": "6c1d3a52-9f0e-4c47-8a5e-2b7d8f1e4c90"},
     "stamps:tls": {"hostName": "api.contoso.com", "cellsHostName": "cells.contoso.com"},
+    "stamps:app": {"image": "mcr.microsoft.com/azuredocs/containerapps-helloworld:latest", "port": 80},
     "stamps:tiers": [
         {"name": "basic", "model": "shared", "callsPerHour": 10000, "callsPerDay": 100000},
         {"name": "premium", "model": "shared", "callsPerHour": 50000, "callsPerDay": 1000000},

@@ -157,7 +157,9 @@ def test_high_cpu_scales_replicas_and_sql_up_then_a_rerun_changes_nothing_then_q
 
     (up,) = runner.ups
     assert changed(up) == {
-        ("azure-native:app:ContainerApp", "cell-banking-eus-app"): ("template.scale.maxReplicas",
+        # A new template is a new revision: its suffix changes with it (Azure refuses a re-used suffix).
+        ("azure-native:app:ContainerApp", "cell-banking-eus-app"): ("template.revisionSuffix",
+                                                                    "template.scale.maxReplicas",
                                                                     "template.scale.minReplicas"),
         ("azure-native:sql:Database", "cell-banking-eus-db"): ("sku.name",),
         # The geo-secondary follows the CELL's SKU (same service objective on both sides).

@@ -14,7 +14,7 @@ import pytest
 from stamps.cli import main
 from stamps.offline import Plan, diff_plans, plan_stack
 from stamps.offline.mocks import ARM_IDS
-from tests.conftest import ROOT, StackFile
+from tests.conftest import ROOT, StackFile, prod_config
 
 CELLS = {"banking-eus", "retail-eus", "healthcare-eus", "shared-smb-eus", "banking-wus", "retail-wus",
          "healthcare-wus"}
@@ -150,10 +150,12 @@ def test_container_apps_shape(prod_plan: Plan) -> None:
     apps = {a["name"]: a["inputs"] for a in prod_plan.by_type("azure-native:app:ContainerApp")}
     banking = apps["cell-banking-eus-app"]
     assert banking["configuration"]["activeRevisionsMode"] == "Multiple"
-    assert banking["configuration"]["ingress"]["targetPort"] == 8080
+    # Ingress and both probes use the port the image listens on (stamps:app), not a guess.
+    port = prod_config()["config"]["stamps:app"]["port"]
+    assert banking["configuration"]["ingress"]["targetPort"] == port
     assert banking["template"]["scale"]["minReplicas"] == 3 and banking["template"]["scale"]["maxReplicas"] == 10
-    probes = {p["type"] for p in banking["template"]["containers"][0]["probes"]}
-    assert probes == {"Liveness", "Readiness"}
+    probes = {p["type"]: p["httpGet"] for p in banking["template"]["containers"][0]["probes"]}
+    assert set(probes) == {"Liveness", "Readiness"} and {p["port"] for p in probes.values()} == {port}
     # DR standbys deploy at their standby scale.
     assert apps["cell-banking-wus-app"]["template"]["scale"]["minReplicas"] == 1
 
@@ -246,8 +248,10 @@ def test_diff_finds_a_replica_change_and_nothing_else(prod_plan: Plan, stack_fil
     changed = plan_stack(ROOT, "prod", stack_file(bump))
     diff = diff_plans(prod_plan, changed)
     assert not diff.creates and not diff.deletes
+    # A template change is a new revision, so it gets a new suffix (Azure rejects a re-used one).
     assert [(u.type, u.name, u.paths) for u in diff.updates] == [
-        ("azure-native:app:ContainerApp", "cell-retail-eus-app", ["template.scale.maxReplicas"])
+        ("azure-native:app:ContainerApp", "cell-retail-eus-app", ["template.revisionSuffix",
+                                                                   "template.scale.maxReplicas"])
     ]
     assert diff_plans(prod_plan, prod_plan).is_empty
 

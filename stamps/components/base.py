@@ -34,9 +34,20 @@ DIAGNOSTICS: dict[str, tuple[bool, tuple[str, ...]]] = {
 }
 
 ROLE_IDS = {
-    # Built-in role definition ids (stable across tenants).
+    # Built-in role definition ids (stable across tenants):
+    # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    # Publishes all telemetry (not only metrics) to an Application Insights resource with local auth disabled:
+    # https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
+    "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+}
+
+# Cosmos DB data-plane roles are not Azure RBAC roles: they are granted with sqlRoleAssignments on the account
+# (https://learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
+COSMOS_ROLE_IDS = {
+    "Cosmos DB Built-in Data Reader": "00000000-0000-0000-0000-000000000001",
+    "Cosmos DB Built-in Data Contributor": "00000000-0000-0000-0000-000000000002",
 }
 
 
@@ -54,25 +65,59 @@ class StampsComponent(pulumi.ComponentResource):
         return pulumi.ResourceOptions(parent=self, **kwargs)  # type: ignore[arg-type]
 
     def diagnose(self, resource: pulumi.CustomResource, workspace_id: pulumi.Input[str],
-                 resource_uri: pulumi.Input[str] | None = None, name: str | None = None) -> None:
-        """Send the resource's logs and metrics to the Log Analytics workspace."""
-        logs, metrics = DIAGNOSTICS[resource.pulumi_type]  # type: ignore[attr-defined]
+                 resource_uri: pulumi.Input[str] | None = None, name: str | None = None,
+                 log_categories: tuple[str, ...] | None = None, metrics: tuple[str, ...] | None = None,
+                 depends_on: list[pulumi.Resource] | None = None) -> azure.monitor.DiagnosticSetting:
+        """Send the resource's logs and metrics to the Log Analytics workspace.
+
+        By default per DIAGNOSTICS; a sub-resource (a blob service, a server's `master` database) names its own
+        log categories and metrics.
+        """
+        all_logs, default_metrics = DIAGNOSTICS.get(resource.pulumi_type, (False, ()))  # type: ignore[attr-defined]
         child_name = name or f"{resource._name}-diag"  # type: ignore[attr-defined]
-        azure.monitor.DiagnosticSetting(
+        if log_categories is not None:
+            logs = [azure.monitor.DiagnosticsLogSettingsArgs(category=c, enabled=True) for c in log_categories]
+        else:
+            logs = [azure.monitor.DiagnosticsLogSettingsArgs(category_group="allLogs", enabled=True)] if all_logs \
+                else []
+        return azure.monitor.DiagnosticSetting(
             child_name,
             name="to-log-analytics",
             resource_uri=resource_uri or resource.id,
             workspace_id=workspace_id,
             log_analytics_destination_type="Dedicated",
-            logs=[azure.monitor.DiagnosticsLogSettingsArgs(category_group="allLogs", enabled=True)] if logs else [],
-            metrics=[azure.monitor.DiagnosticsMetricSettingsArgs(category=c, enabled=True) for c in metrics],
-            opts=self.opts(depends_on=[resource]),
+            logs=logs,
+            metrics=[azure.monitor.DiagnosticsMetricSettingsArgs(category=c, enabled=True)
+                     for c in (default_metrics if metrics is None else metrics)],
+            opts=self.opts(depends_on=[resource, *(depends_on or [])]),
+        )
+
+    def grant(self, suffix: str, scope: pulumi.Input[str], principal_id: pulumi.Input[str], role: str,
+              subscription_id: pulumi.Input[str], principal_type: str = "ServicePrincipal",
+              ) -> azure.authorization.RoleAssignment:
+        """An Azure RBAC role assignment whose name is derived from what it grants (see role_assignment_name)."""
+        role_id = role_definition_id(subscription_id, role)
+        return azure.authorization.RoleAssignment(
+            self.child(suffix),
+            role_assignment_name=role_assignment_name(scope, principal_id, role_id),
+            scope=scope,
+            principal_id=principal_id,
+            principal_type=principal_type,
+            role_definition_id=role_id,
+            opts=self.opts(),
         )
 
 
-def role_assignment_name(*parts: str) -> str:
-    """Role assignment names are GUIDs; derive them so re-runs never create duplicates."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "stamps/" + "/".join(parts)))
+def role_assignment_name(scope: pulumi.Input[str], principal_id: pulumi.Input[str],
+                         role_definition: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A name-based GUID of (scope, principal, role), as Bicep's `guid(scope, principalId, roleId)`.
+
+    Names must be unique in the whole Entra tenant, even for a narrower scope
+    (https://learn.microsoft.com/azure/azure-resource-manager/bicep/scenarios-rbac#name): seeding with the three
+    ids keeps a staging stack's assignments apart from prod's, and re-runs never create a duplicate.
+    """
+    return pulumi.Output.all(scope, principal_id, role_definition).apply(
+        lambda parts: str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(str(p).lower() for p in parts))))
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:

@@ -12,13 +12,26 @@ Shared CELLs hold many tenants (row-level tenant column), dedicated CELLs exactl
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure
 
-from stamps.components.base import StampsComponent, role_assignment_name, role_definition_id
+from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
+from stamps.config.capabilities import sql_zone_redundant, storage_sku, zones_for
+from stamps.config.model import AppConfig
 from stamps.environment import CellInstance, Environment
+from stamps.naming import revision_name, revision_suffix
+
+# Slow operations: a zone-redundant Premium database or a geo-secondary seeds for a long time; the provider's
+# default would give up while Azure is still working (and the retry then fails on the half-created resource).
+SQL_TIMEOUTS = pulumi.CustomTimeouts(create="90m", update="90m", delete="60m")
+# Blob soft delete must outlast point-in-time restore by at least a day
+# (https://learn.microsoft.com/azure/storage/blobs/point-in-time-restore-manage).
+BLOB_SOFT_DELETE_DAYS = 14
+BLOB_RESTORE_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -39,11 +52,58 @@ class Shared:
     workspace_customer_id: pulumi.Input[str]
     subscription_id: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
+    # Telemetry: Application Insights with local auth disabled takes Entra-authenticated ingestion only.
+    app_insights_id: pulumi.Input[str] | None = None
+    app_insights_connection_string: pulumi.Input[str] | None = None
+    # The tenant directory (Cosmos DB, key auth disabled): CELL apps read it with a data-plane role.
+    directory: Directory | None = None
 
 
-def revision_suffix(version: str) -> str:
-    """Container Apps revision suffixes allow lowercase letters, digits and hyphens."""
-    return "v" + version.lower().replace(".", "-")
+@dataclass(frozen=True)
+class Directory:
+    resource_group_name: pulumi.Input[str]
+    account_name: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    endpoint: pulumi.Input[str]
+    container_scope: str  # data-plane scope of the tenants container: /dbs/<db>/colls/<container>
+
+
+def container_template(inst: CellInstance, app: AppConfig, version: str,
+                       telemetry: pulumi.Input[str] | None) -> dict[str, Any]:
+    """The CELL app's revision template as data: what the Container App deploys and what its suffix hashes.
+
+    One function for both, so the suffix changes exactly when the template does (scale on failover, isolation,
+    image, probes, env), and `Cell._traffic` can name the stable revision by the same rule.
+    """
+    cfg = inst.cell
+    # An image given with a tag is pinned (e.g. a sample with only `latest`); otherwise the version is the tag.
+    last = app.image.rsplit("/", 1)[-1]
+    image = app.image if ":" in last else f"{app.image}:{version}"
+    env = [("CELL_NAME", inst.name), ("CELL_ROLE", inst.role), ("TENANCY_MODEL", inst.model),
+           ("APP_VERSION", version)]
+    if telemetry is not None:
+        # Entra-authenticated ingestion (local auth is disabled): the SDK reads the connection string and
+        # authenticates with the app's managed identity (Monitoring Metrics Publisher on the component).
+        env += [("APPLICATIONINSIGHTS_CONNECTION_STRING", telemetry),
+                ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=AAD")]
+    return {
+        "image": image,
+        "cpu": cfg.cpu,
+        "memory": cfg.memory,
+        "env": env,
+        "port": app.port,
+        "liveness": app.liveness_path,
+        "readiness": app.readiness_path,
+        # An isolated CELL keeps no replica running: no code of it can serve or act.
+        "minReplicas": 0 if inst.isolated else inst.replicas.min,
+        "maxReplicas": inst.replicas.max,
+        "concurrentRequests": "100",
+    }
+
+
+def template_suffix(version: str, template: dict[str, Any]) -> pulumi.Output[str]:
+    """The revision suffix of a template; an Output because the template holds the telemetry connection string."""
+    return pulumi.Output.from_input(template).apply(lambda t: revision_suffix(version, t))
 
 
 class Cell(StampsComponent):
@@ -57,6 +117,13 @@ class Cell(StampsComponent):
         cfg = inst.cell
         tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role)
         self.instance = inst
+        # Zone redundancy: a choice per CELL (and per standby), on by default where the region offers zones.
+        zone_choice = cfg.zone_redundant if inst.role == "primary" else (cfg.standby.zone_redundant
+                                                                           if cfg.standby else None)
+        zoned = zones_for(inst.region, zone_choice)
+        app = env.config.app_for(cfg)
+        if app is None:  # the loader refuses this config (stamps:app is required outside dev)
+            raise ValueError(f"CELL {inst.name} has no container image and port")
 
         self.resource_group = azure.resources.ResourceGroup(
             self.child("rg"), resource_group_name=n.cell_group(inst.key), location=inst.region, tags=tags,
@@ -73,15 +140,20 @@ class Cell(StampsComponent):
             vnet_configuration=azure.app.VnetConfigurationArgs(infrastructure_subnet_id=net.subnet_id, internal=True),
             workload_profiles=[azure.app.WorkloadProfileArgs(name="Consumption", workload_profile_type="Consumption")],
             app_logs_configuration=azure.app.AppLogsConfigurationArgs(destination="azure-monitor"),
-            zone_redundant=False,
+            # Set at creation only; needs the VNet above (reliability-azure-container-apps).
+            zone_redundant=zoned,
             tags=tags,
             opts=self.opts(),
         )
         self.diagnose(self.environment, shared.workspace_id)
 
+        version = cfg.canary.version if cfg.canary else cfg.version
+        template = container_template(inst, app, version, shared.app_insights_connection_string)
+        app_name = n.container_app(inst.key)
+        self.revision_suffix = template_suffix(version, template)
         self.app = azure.app.ContainerApp(
             self.child("app"),
-            container_app_name=n.container_app(inst.key),
+            container_app_name=app_name,
             resource_group_name=rg,
             location=inst.region,
             managed_environment_id=self.environment.id,
@@ -92,10 +164,10 @@ class Cell(StampsComponent):
                 max_inactive_revisions=5,
                 ingress=azure.app.IngressArgs(
                     external=True,  # external to the environment; the environment itself is VNet-internal
-                    target_port=8080,
+                    target_port=app.port,
                     transport="auto",
                     allow_insecure=False,
-                    traffic=self._traffic(inst, n.container_app(inst.key)),
+                    traffic=self._traffic(inst, app_name, app, shared.app_insights_connection_string),
                     # Isolation: deny every caller at the ingress as well, so nothing reaches a revision.
                     ip_security_restrictions=[
                         azure.app.IpSecurityRestrictionRuleArgs(
@@ -106,37 +178,35 @@ class Cell(StampsComponent):
                 ),
             ),
             template=azure.app.TemplateArgs(
-                revision_suffix=revision_suffix(cfg.canary.version if cfg.canary else cfg.version),
+                revision_suffix=self.revision_suffix,
                 containers=[
                     azure.app.ContainerArgs(
                         name="app",
-                        image=f"{cfg.image}:{cfg.canary.version if cfg.canary else cfg.version}",
-                        resources=azure.app.ContainerResourcesArgs(cpu=cfg.cpu, memory=cfg.memory),
-                        env=[
-                            azure.app.EnvironmentVarArgs(name="CELL_NAME", value=inst.name),
-                            azure.app.EnvironmentVarArgs(name="CELL_ROLE", value=inst.role),
-                            azure.app.EnvironmentVarArgs(name="TENANCY_MODEL", value=inst.model),
-                        ],
+                        image=template["image"],
+                        resources=azure.app.ContainerResourcesArgs(cpu=template["cpu"], memory=template["memory"]),
+                        env=[azure.app.EnvironmentVarArgs(name=k, value=v) for k, v in template["env"]],
                         probes=[
                             azure.app.ContainerAppProbeArgs(
                                 type="Liveness", period_seconds=10, failure_threshold=3,
-                                http_get=azure.app.ContainerAppProbeHttpGetArgs(path="/health/live", port=8080),
+                                http_get=azure.app.ContainerAppProbeHttpGetArgs(path=template["liveness"],
+                                                                                port=template["port"]),
                             ),
                             azure.app.ContainerAppProbeArgs(
                                 type="Readiness", period_seconds=5, failure_threshold=3,
-                                http_get=azure.app.ContainerAppProbeHttpGetArgs(path="/health/ready", port=8080),
+                                http_get=azure.app.ContainerAppProbeHttpGetArgs(path=template["readiness"],
+                                                                                port=template["port"]),
                             ),
                         ],
                     )
                 ],
                 scale=azure.app.ScaleArgs(
-                    # An isolated CELL keeps no replica running: no code of it can serve or act.
-                    min_replicas=0 if inst.isolated else inst.replicas.min,
-                    max_replicas=inst.replicas.max,
+                    min_replicas=template["minReplicas"],
+                    max_replicas=template["maxReplicas"],
                     rules=[
                         azure.app.ScaleRuleArgs(
                             name="http-concurrency",
-                            http=azure.app.HttpScaleRuleArgs(metadata={"concurrentRequests": "100"}),
+                            http=azure.app.HttpScaleRuleArgs(
+                                metadata={"concurrentRequests": template["concurrentRequests"]}),
                         )
                     ],
                 ),
@@ -148,6 +218,24 @@ class Cell(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.app, shared.workspace_id)
+        principal = self.app.identity.apply(lambda i: i.principal_id if i else "")
+        if shared.app_insights_id is not None:
+            self.grant("app-telemetry", shared.app_insights_id, principal, "Monitoring Metrics Publisher",
+                       shared.subscription_id)
+        if shared.directory is not None:
+            d = shared.directory
+            azure.cosmosdb.SqlResourceSqlRoleAssignment(
+                self.child("app-directory-read"),
+                account_name=d.account_name,
+                resource_group_name=d.resource_group_name,
+                role_assignment_id=pulumi.Output.all(d.account_id, principal).apply(
+                    lambda p: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p[0]}{d.container_scope}/{p[1]}/reader"))),
+                principal_id=principal,
+                role_definition_id=pulumi.Output.concat(
+                    d.account_id, "/sqlRoleDefinitions/", COSMOS_ROLE_IDS["Cosmos DB Built-in Data Reader"]),
+                scope=pulumi.Output.concat(d.account_id, d.container_scope),
+                opts=self.opts(),
+            )
 
         # --- Azure SQL --------------------------------------------------------------------------------
         admins = env.config.sql_admins
@@ -169,9 +257,10 @@ class Cell(StampsComponent):
                 tenant_id=shared.tenant_id,
             ),
             tags=tags,
-            opts=self.opts(),
+            opts=self.opts(custom_timeouts=SQL_TIMEOUTS),
         )
-        self.database = self._database(env, inst, rg, tags, primary_database_id)
+        self._audit_and_defend(shared)
+        self.database = self._database(env, inst, rg, tags, primary_database_id, zone_choice)
         self.diagnose(self.database, shared.workspace_id)
         self.restores = [
             azure.sql.Database(
@@ -184,19 +273,23 @@ class Cell(StampsComponent):
                 source_database_id=self.database.id,
                 restore_point_in_time=r.point_in_time,
                 tags={**tags, "restored-from": r.point_in_time},
-                opts=self.opts(),
+                opts=self.opts(custom_timeouts=SQL_TIMEOUTS),
             )
             for r in (cfg.restores if inst.role == "primary" else [])
         ]
 
         # --- Storage -----------------------------------------------------------------------------------
+        # A primary whose database is geo-replicated keeps its blobs geo-redundant too (GZRS where the region
+        # has zones): a failover must find the blobs that go with the rows.
+        choice = storage_sku(inst.region, zone_redundant=zoned,
+                             geo=inst.role == "primary" and cfg.standby is not None)
         self.storage = azure.storage.StorageAccount(
             self.child("st"),
             account_name=n.storage(inst.key),
             resource_group_name=rg,
             location=inst.region,
             kind="StorageV2",
-            sku=azure.storage.SkuArgs(name="Standard_ZRS"),
+            sku=azure.storage.SkuArgs(name=choice.sku),
             enable_https_traffic_only=True,
             minimum_tls_version="TLS1_2",
             allow_blob_public_access=False,
@@ -207,15 +300,29 @@ class Cell(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.storage, shared.workspace_id)
-        azure.authorization.RoleAssignment(
-            self.child("app-blob-access"),
-            role_assignment_name=role_assignment_name(inst.key, "app", "blob"),
-            scope=self.storage.id,
-            principal_id=self.app.identity.apply(lambda i: i.principal_id if i else ""),
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition_id(shared.subscription_id, "Storage Blob Data Contributor"),
+        # Versioning + change feed + soft delete are what point-in-time restore of blobs needs; restore stays a
+        # day shorter than soft delete (point-in-time-restore-manage).
+        blobs = azure.storage.BlobServiceProperties(
+            self.child("st-blob"),
+            account_name=self.storage.name,
+            resource_group_name=rg,
+            blob_services_name="default",
+            is_versioning_enabled=True,
+            change_feed=azure.storage.ChangeFeedArgs(enabled=True),
+            delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(enabled=True,
+                                                                            days=BLOB_SOFT_DELETE_DAYS),
+            container_delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(
+                enabled=True, days=BLOB_SOFT_DELETE_DAYS),
+            restore_policy=azure.storage.RestorePolicyPropertiesArgs(enabled=True, days=BLOB_RESTORE_DAYS),
             opts=self.opts(),
         )
+        # Read/write/delete logs of the blobs (the account-level setting carries only metrics).
+        self.diagnose(self.storage, shared.workspace_id, name=self.child("st-blob-diag"),
+                      resource_uri=pulumi.Output.concat(self.storage.id, "/blobServices/default"),
+                      log_categories=("StorageRead", "StorageWrite", "StorageDelete"), metrics=("Transaction",),
+                      depends_on=[blobs])
+        self.grant("app-blob-access", self.storage.id, principal, "Storage Blob Data Contributor",
+                   shared.subscription_id)
 
         # --- Private endpoints: the only network path to the CELL's data ---------------------------------
         self._private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
@@ -231,6 +338,7 @@ class Cell(StampsComponent):
             {
                 "appId": self.app.id,
                 "fqdn": self.fqdn,
+                "revisionSuffix": self.revision_suffix,
                 "sqlServerId": self.sql_server.id,
                 "databaseId": self.database.id,
                 "storageId": self.storage.id,
@@ -238,38 +346,78 @@ class Cell(StampsComponent):
         )
 
     @staticmethod
-    def _traffic(inst: CellInstance, app_name: str) -> list[azure.app.TrafficWeightArgs]:
-        """Blue-green: the stable revision keeps the rest of the traffic while a canary takes its share."""
+    def _traffic(inst: CellInstance, app_name: str, app: AppConfig,
+                 telemetry: pulumi.Input[str] | None) -> list[azure.app.TrafficWeightArgs]:
+        """Blue-green: the stable revision keeps the rest of the traffic while a canary takes its share.
+
+        Both revisions are named by the one rule (revision_suffix of their template): the candidate's is the
+        template deployed now, the stable one's the same template on the stable version.
+        """
         cfg = inst.cell
         if cfg.canary is None:
             return [azure.app.TrafficWeightArgs(latest_revision=True, weight=100, label="stable")]
+
+        def name(version: str) -> pulumi.Output[str]:
+            suffix = template_suffix(version, container_template(inst, app, version, telemetry))
+            return suffix.apply(lambda s: revision_name(app_name, s))
+
         weights = [
-            azure.app.TrafficWeightArgs(
-                revision_name=f"{app_name}--{revision_suffix(cfg.canary.version)}",
-                weight=cfg.canary.weight, label="candidate",
-            ),
-            azure.app.TrafficWeightArgs(
-                revision_name=f"{app_name}--{revision_suffix(cfg.version)}",
-                weight=100 - cfg.canary.weight, label="stable",
-            ),
+            azure.app.TrafficWeightArgs(revision_name=name(cfg.canary.version), weight=cfg.canary.weight,
+                                        label="candidate"),
+            azure.app.TrafficWeightArgs(revision_name=name(cfg.version), weight=100 - cfg.canary.weight,
+                                        label="stable"),
         ]
         return [w for w in weights if w.weight or w.label == "stable"]  # type: ignore[attr-defined]
 
+    def _audit_and_defend(self, shared: Shared) -> None:
+        """Server-level SQL auditing into Log Analytics, and Microsoft Defender for SQL alerts.
+
+        Auditing to Azure Monitor needs both the policy (state Enabled, isAzureMonitorTargetEnabled) and a
+        diagnostic setting with SQLSecurityAuditEvents on the `master` database for server-level audit
+        (https://learn.microsoft.com/rest/api/sql/server-blob-auditing-policies/create-or-update,
+        "IsAzureMonitorTargetEnabled").
+        """
+        rg = self.resource_group.name
+        audit = azure.sql.ExtendedServerBlobAuditingPolicy(
+            self.child("sql-audit"),
+            resource_group_name=rg,
+            server_name=self.sql_server.name,
+            blob_auditing_policy_name="default",
+            state="Enabled",
+            is_azure_monitor_target_enabled=True,
+            opts=self.opts(),
+        )
+        self.diagnose(self.sql_server, shared.workspace_id, name=self.child("sql-audit-diag"),
+                      resource_uri=pulumi.Output.concat(self.sql_server.id, "/databases/master"),
+                      log_categories=("SQLSecurityAuditEvents",), metrics=(), depends_on=[audit])
+        # Microsoft Defender for SQL on the server: threat detection alerts (SQL injection, anomalous access).
+        azure.sql.ServerSecurityAlertPolicy(
+            self.child("sql-defender"),
+            resource_group_name=rg,
+            server_name=self.sql_server.name,
+            security_alert_policy_name="Default",
+            state="Enabled",
+            email_account_admins=True,
+            opts=self.opts(),
+        )
+
     def _database(self, env: Environment, inst: CellInstance, rg: pulumi.Input[str], tags: dict[str, str],
-                  primary_database_id: pulumi.Input[str] | None) -> azure.sql.Database:
+                  primary_database_id: pulumi.Input[str] | None, zone_choice: bool | None) -> azure.sql.Database:
         n = env.naming
         cfg = inst.cell
+        # A standby leads cross-edition upgrades (Azure wants the geo-secondary upgraded first).
+        sku = (cfg.standby.sql_sku if inst.role == "standby" and cfg.standby and cfg.standby.sql_sku
+               else cfg.sql.sku)
         common = dict(
             database_name=n.sql_database(inst.name),
             resource_group_name=rg,
             server_name=self.sql_server.name,
             location=inst.region,
-            # A standby leads cross-edition upgrades (Azure wants the geo-secondary upgraded first).
-            sku=azure.sql.SkuArgs(
-                name=(cfg.standby.sql_sku if inst.role == "standby" and cfg.standby and cfg.standby.sql_sku
-                      else cfg.sql.sku)),
+            sku=azure.sql.SkuArgs(name=sku),
+            # Premium / Business Critical / Hyperscale only, in regions with zones (capabilities.py).
+            zone_redundant=sql_zone_redundant(sku, inst.region, zone_choice),
             tags=tags,
-            opts=self.opts(),
+            opts=self.opts(custom_timeouts=SQL_TIMEOUTS),
         )
         if inst.role == "standby":
             if primary_database_id is None:
@@ -282,7 +430,6 @@ class Cell(StampsComponent):
         return azure.sql.Database(
             self.child("db"),
             max_size_bytes=cfg.sql.max_size_gb * 1024**3,
-            zone_redundant=False,
             requested_backup_storage_redundancy="Geo",
             **common,  # type: ignore[arg-type]
         )
@@ -312,4 +459,3 @@ class Cell(StampsComponent):
             private_dns_zone_configs=[azure.network.PrivateDnsZoneConfigArgs(name=what, private_dns_zone_id=zone_id)],
             opts=self.opts(),
         )
-

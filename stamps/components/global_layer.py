@@ -12,11 +12,23 @@ APIM gateway health, API usage per tenant".
 
 from __future__ import annotations
 
+import uuid
+
 import pulumi
 import pulumi_azure_native as azure
 
-from stamps.components.base import StampsComponent
+from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
+from stamps.components.cell import Directory
+from stamps.config.capabilities import zones_for
 from stamps.environment import Environment
+
+# The tenants container, as a Cosmos DB data-plane role scope.
+DIRECTORY_DB, DIRECTORY_CONTAINER = "globaldb", "tenants"
+DIRECTORY_SCOPE = f"/dbs/{DIRECTORY_DB}/colls/{DIRECTORY_CONTAINER}"
+# API Management Premium with a second region takes 45-90+ minutes to create; an extra region as long again
+# (https://learn.microsoft.com/azure/api-management/api-management-howto-deploy-multi-region). The provider's
+# default timeout would abandon a create Azure is still running.
+APIM_TIMEOUTS = pulumi.CustomTimeouts(create="180m", update="180m", delete="120m")
 
 
 class Global(StampsComponent):
@@ -61,6 +73,7 @@ class Global(StampsComponent):
 
         # --- Tenant directory ---------------------------------------------------------------------------
         regions = [home] + [r for r in env.deployed_regions if r != home]
+        directory = env.config.directory
         self.cosmos = azure.cosmosdb.DatabaseAccount(
             self.child("cosmos"),
             account_name=n.cosmos(),
@@ -68,8 +81,10 @@ class Global(StampsComponent):
             location=home,
             kind="GlobalDocumentDB",
             database_account_offer_type="Standard",
+            # Zone redundancy follows each region's choice (on where offered); fixed once the account exists.
             locations=[
-                azure.cosmosdb.LocationArgs(location_name=r, failover_priority=i, is_zone_redundant=False)
+                azure.cosmosdb.LocationArgs(location_name=r, failover_priority=i,
+                                            is_zone_redundant=zones_for(r, env.regions[r].zone_redundant))
                 for i, r in enumerate(regions)
             ],
             consistency_policy=azure.cosmosdb.ConsistencyPolicyArgs(default_consistency_level="Session"),
@@ -77,6 +92,18 @@ class Global(StampsComponent):
             disable_local_auth=True,
             disable_key_based_metadata_write_access=True,
             minimal_tls_version="Tls12",
+            # Restricted networks: only the operators' egress ranges over the public endpoint (none: public
+            # access off), CELLs over the regional private endpoints.
+            public_network_access="Enabled" if env.config.operator_ip_ranges else "Disabled",
+            is_virtual_network_filter_enabled=True,
+            ip_rules=[azure.cosmosdb.IpAddressOrRangeArgs(ip_address_or_range=r)
+                      for r in env.config.operator_ip_ranges],
+            # Continuous backup: point-in-time restore of the directory ("Data Recovery"), which periodic backup
+            # only offers through a support ticket (https://learn.microsoft.com/azure/cosmos-db/continuous-backup-restore-introduction).
+            backup_policy=azure.cosmosdb.ContinuousModeBackupPolicyArgs(
+                type="Continuous",
+                continuous_mode_properties=azure.cosmosdb.ContinuousModePropertiesArgs(tier=directory.backup_tier),
+            ),
             tags=tags,
             opts=self.opts(),
         )
@@ -84,9 +111,9 @@ class Global(StampsComponent):
         db = azure.cosmosdb.SqlResourceSqlDatabase(
             self.child("globaldb"),
             account_name=self.cosmos.name,
-            database_name="globaldb",
+            database_name=DIRECTORY_DB,
             resource_group_name=rg,
-            resource=azure.cosmosdb.SqlDatabaseResourceArgs(id="globaldb"),
+            resource=azure.cosmosdb.SqlDatabaseResourceArgs(id=DIRECTORY_DB),
             tags=tags,
             opts=self.opts(),
         )
@@ -94,15 +121,32 @@ class Global(StampsComponent):
             self.child("tenants"),
             account_name=self.cosmos.name,
             database_name=db.name,
-            container_name="tenants",
+            container_name=DIRECTORY_CONTAINER,
             resource_group_name=rg,
             resource=azure.cosmosdb.SqlContainerResourceArgs(
-                id="tenants",
+                id=DIRECTORY_CONTAINER,
                 partition_key=azure.cosmosdb.ContainerPartitionKeyArgs(paths=["/tenantId"], kind="Hash", version=2),
             ),
             tags=tags,
             opts=self.opts(),
         )
+
+        # The principals that run stamps-ops write tenant records (onboard, migrate): key auth is off, and Azure
+        # RBAC roles (Owner, Contributor) grant no item access, so they need the data-plane role.
+        for i, op in enumerate(env.config.operators):
+            azure.cosmosdb.SqlResourceSqlRoleAssignment(
+                self.child(f"directory-writer-{i}"),
+                account_name=self.cosmos.name,
+                resource_group_name=rg,
+                role_assignment_id=self.cosmos.id.apply(
+                    lambda aid, oid=op.object_id: str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                                                 f"{aid}{DIRECTORY_SCOPE}/{oid}/contributor"))),
+                principal_id=op.object_id,
+                role_definition_id=pulumi.Output.concat(
+                    self.cosmos.id, "/sqlRoleDefinitions/", COSMOS_ROLE_IDS["Cosmos DB Built-in Data Contributor"]),
+                scope=pulumi.Output.concat(self.cosmos.id, DIRECTORY_SCOPE),
+                opts=self.opts(depends_on=[self.tenants_container]),
+            )
 
         # --- API Management --------------------------------------------------------------------------------
         apim = env.config.api_management
@@ -129,10 +173,16 @@ class Global(StampsComponent):
                 "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Backend.Protocols.Tls11": "false",
                 "Microsoft.WindowsAzure.ApiManagement.Gateway.Security.Backend.Protocols.Ssl30": "false",
             },
+            # A destroyed instance stays soft-deleted for 48 h and reserves its name; `restore` undeletes it
+            # (https://learn.microsoft.com/azure/api-management/soft-delete).
+            restore=apim.restore,
             tags=tags,
-            opts=self.opts(),
+            opts=self.opts(custom_timeouts=APIM_TIMEOUTS),
         )
         self.diagnose(self.apim, self.workspace.id)
+        # What CELL apps need to read the directory (a data-plane reader role on the tenants container).
+        self.directory = Directory(resource_group_name=rg, account_name=self.cosmos.name, account_id=self.cosmos.id,
+                                   endpoint=self.cosmos.document_endpoint, container_scope=DIRECTORY_SCOPE)
         self.register_outputs(
             {
                 "workspaceId": self.workspace.id,

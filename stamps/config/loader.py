@@ -8,8 +8,9 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
+from stamps.config.capabilities import check_zone_choices
 from stamps.config.errors import ConfigError, from_validation_error
-from stamps.config.model import StampsConfig
+from stamps.config.model import DEV_APP, StampsConfig
 from stamps.config.validate import cross_check
 from stamps.environment import Environment
 from stamps.naming import NameError_, Naming, stable_suffix
@@ -85,7 +86,7 @@ def load_environment(project: str, stack: str, values: dict[str, Any]) -> Enviro
         cfg = StampsConfig.model_validate({k: v for k, v in values.items() if k not in unknown})
     except ValidationError as err:
         raise ConfigError(problems + from_validation_error(err).problems) from None
-    problems += cross_check(cfg)
+    problems += cross_check(cfg) + check_zone_choices(cfg) + _check_app(cfg)
     if problems:
         raise ConfigError(problems)
     try:
@@ -99,6 +100,18 @@ def load_environment(project: str, stack: str, values: dict[str, Any]) -> Enviro
     )
     _check_names(env)
     return env
+
+
+def _check_app(cfg: StampsConfig) -> list[str]:
+    """Outside dev every CELL needs an image and the port it listens on: a guess deploys a revision that never
+    becomes ready (an unpublished tag, or probes on a port nothing listens on)."""
+    out = []
+    for i, c in enumerate(cfg.cells):
+        if cfg.app_for(c) is None:
+            out.append(f"stamps:app: required in {cfg.environment} (CELL {c.name!r} has no image and port): set "
+                       f"stamps:app {{image, port, livenessPath, readinessPath}} or stamps:cells[{i}].image and "
+                       f".port; only dev falls back to {DEV_APP.image} on port {DEV_APP.port}")
+    return out[:1] if cfg.app is None and all(c.image is None for c in cfg.cells) else out
 
 
 def _check_names(env: Environment) -> None:

@@ -68,6 +68,9 @@ class RegionConfig(Section):
     dr_region: Region | None = Field(None, description="The DR region holding this primary's standby CELLs.")
     address_space: str = Field(description="The region's virtual network, a /16 to /20 IPv4 CIDR.")
     traffic_enabled: bool = Field(True, description="false disables the region's Traffic Manager endpoint (DR drill)")
+    zone_redundant: bool | None = Field(
+        None, description="App Gateway, its public IP and the Cosmos DB replica across availability zones; default: "
+                          "on where the region has zones (stamps/config/capabilities.py), true elsewhere is an error")
 
     @model_validator(mode="after")
     def _check(self) -> RegionConfig:
@@ -99,6 +102,28 @@ class ApiManagementConfig(Section):
     capacity: int = Field(1, ge=1, le=12)
     publisher_email: Email
     publisher_name: str = Field(min_length=1, max_length=100)
+    restore: bool = Field(
+        False, description="undelete a soft-deleted instance of the same name (48 h after a destroy) instead of "
+                           "failing on the reserved name")
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an IPv4 address or CIDR block like 203.0.113.0/24") from exc
+    rfc1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    if not isinstance(net, ipaddress.IPv4Network) or any(net.subnet_of(p) for p in rfc1918):
+        # The IP firewall sees public source addresses only; private traffic arrives over private endpoints.
+        raise ValueError(f"{value!r} must be a public IPv4 address or range (Cosmos DB IP firewall rules)")
+    return value
+
+
+class DirectoryConfig(Section):
+    """The Cosmos DB tenant directory's backup (runbook: "Data Recovery")."""
+
+    backup_tier: Literal["Continuous7Days", "Continuous30Days"] = Field(
+        "Continuous30Days", description="continuous backup: point-in-time restore window of the directory")
 
 
 class FrontDoorConfig(Section):
@@ -168,6 +193,7 @@ class StandbyConfig(Section):
     replicas: Replicas = Replicas(min=1, max=10)
     sql_sku: str | None = Field(
         None, description="the geo-secondary's SKU while it leads a cross-edition upgrade (set by `scale`)")
+    zone_redundant: bool | None = Field(None, description="as the CELL's zoneRedundant, for the standby's region")
 
     @model_validator(mode="after")
     def _check(self) -> StandbyConfig:
@@ -198,6 +224,33 @@ class RestoreConfig(Section):
         return self
 
 
+_PATH = r"^/[A-Za-z0-9/_.~-]*$"
+DEV_IMAGE = "mcr.microsoft.com/azuredocs/containerapps-helloworld:latest"
+
+
+class AppConfig(Section):
+    """The container every CELL runs unless the CELL overrides `image`/`port`: the image, without a tag (the
+    CELL's `version` is the tag) or pinned with one, the port it listens on and its probe paths."""
+
+    image: str = Field(pattern=r"^[a-z0-9./_:-]+$", max_length=255)
+    port: int = Field(ge=1, le=65535)
+    liveness_path: str = Field("/health/live", pattern=_PATH)
+    readiness_path: str = Field("/health/ready", pattern=_PATH)
+
+
+# Outside `dev` there is no default: a wrong guess (an unpublished tag, a port the image does not listen on)
+# deploys a revision that never becomes ready. In dev, Microsoft's sample image, which serves `/` on port 80
+# (learn.microsoft.com/azure/container-apps/tutorial-deploy-first-app-cli: `--target-port 80`).
+DEV_APP = AppConfig(image=DEV_IMAGE, port=80, liveness_path="/", readiness_path="/")
+
+
+class OperatorConfig(Section):
+    """An Entra principal that runs `stamps-ops` (or the pipeline): it gets the data-plane roles the playbooks use."""
+
+    object_id: str = Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+    principal_type: Literal["User", "Group", "ServicePrincipal"] = "Group"
+
+
 class CellConfig(Section):
     name: Id
     region: Region
@@ -207,7 +260,12 @@ class CellConfig(Section):
     replicas: Replicas = Replicas(min=2, max=10)
     cpu: float = Field(0.5, ge=0.25, le=4.0)
     memory: Literal["0.5Gi", "1Gi", "1.5Gi", "2Gi", "3Gi", "4Gi", "6Gi", "8Gi"] = "1Gi"
-    image: str = Field("mcr.microsoft.com/azuredocs/containerapps-helloworld", pattern=r"^[a-z0-9./_:-]+$")
+    image: str | None = Field(None, pattern=r"^[a-z0-9./_:-]+$", max_length=255,
+                              description="overrides stamps:app.image for this CELL")
+    port: int | None = Field(None, ge=1, le=65535, description="overrides stamps:app.port for this CELL")
+    zone_redundant: bool | None = Field(
+        None, description="Container Apps environment, SQL (Premium/Business Critical/Hyperscale) and Storage across "
+                          "availability zones; default: on where the region has zones, true elsewhere is an error")
     version: str = Field("1.0.0", pattern=r"^[0-9A-Za-z][0-9A-Za-z.-]{0,30}$")
     canary: CanaryConfig | None = None
     sql: SqlConfig = SqlConfig()
@@ -325,6 +383,14 @@ class StampsConfig(Section):
     api_management: ApiManagementConfig
     sql_admins: SqlAdminsConfig
     tls: TlsConfig
+    app: AppConfig | None = Field(None, description="the CELL container (required outside dev)")
+    operators: list[OperatorConfig] = Field(
+        default_factory=list, description="Entra principals that run stamps-ops: Cosmos DB directory writes")
+    operator_ip_ranges: list[Annotated[str, AfterValidator(_check_cidr)]] = Field(
+        default_factory=list,
+        description="public egress ranges of the operators/CI running stamps-ops, allowed through the Cosmos DB "
+                    "and Key Vault firewalls; empty: public access disabled (private endpoints only)")
+    directory: DirectoryConfig = DirectoryConfig()
     tiers: list[TierConfig] = Field(min_length=1)
     cells: list[CellConfig] = Field(min_length=1)
     tenants: list[TenantConfig] = []
@@ -334,3 +400,12 @@ class StampsConfig(Section):
     scaling: ScalingConfig = ScalingConfig()
     growth: GrowthConfig = GrowthConfig()
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every resource")
+
+    def app_for(self, cell: CellConfig) -> AppConfig | None:
+        """The container a CELL runs: its own image/port over `app`; dev falls back to DEV_APP; None = unset."""
+        base = self.app or (DEV_APP if self.environment == "dev" else None)
+        if base is None and not (cell.image and cell.port):
+            return None
+        if base is None:
+            return AppConfig(image=cell.image, port=cell.port)  # type: ignore[arg-type]
+        return base.model_copy(update={k: v for k, v in (("image", cell.image), ("port", cell.port)) if v})

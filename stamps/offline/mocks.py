@@ -82,6 +82,15 @@ ARM_IDS: dict[str, str] = {
     "azure-native:monitor:ActionGroup": _P + "Microsoft.Insights/actionGroups/{actionGroupName}",
     "azure-native:monitor:ScheduledQueryRule": _P + "Microsoft.Insights/scheduledQueryRules/{ruleName}",
     "azure-native:portal:Dashboard": _P + "Microsoft.Portal/dashboards/{dashboardName}",
+    "azure-native:cosmosdb:SqlResourceSqlRoleAssignment":
+        _P + "Microsoft.DocumentDB/databaseAccounts/{accountName}/sqlRoleAssignments/{roleAssignmentId}",
+    "azure-native:sql:ExtendedServerBlobAuditingPolicy":
+        _P + "Microsoft.Sql/servers/{serverName}/extendedAuditingSettings/{blobAuditingPolicyName}",
+    "azure-native:sql:ServerSecurityAlertPolicy":
+        _P + "Microsoft.Sql/servers/{serverName}/securityAlertPolicies/{securityAlertPolicyName}",
+    "azure-native:storage:BlobServiceProperties":
+        _P + "Microsoft.Storage/storageAccounts/{accountName}/blobServices/{blobServicesName}",
+    "azure-native:keyvault:Secret": _P + "Microsoft.KeyVault/vaults/{vaultName}/secrets/{secretName}",
 }
 
 
@@ -147,7 +156,8 @@ class AzureMocks(pulumi.runtime.Mocks):
         if typ == "azure-native:operationalinsights:Workspace":
             return {"customerId": _uuid(rid, "customer")}
         if typ == "azure-native:applicationinsights:Component":
-            return {"appId": _uuid(rid, "app")}
+            return {"appId": _uuid(rid, "app"), "connectionString":
+                    f"InstrumentationKey={_uuid(rid, 'ikey')};IngestionEndpoint=https://{location}.in.applicationinsights.azure.com/"}
         if typ == "azure-native:app:ManagedEnvironment":
             return {"staticIp": f"10.{int(_short(rid)[:2], 16) % 200}.{int(_short(rid)[2:4], 16)}.10",
                     "defaultDomain": f"{_short(rid)[:8]}.{location}.azurecontainerapps.io"}

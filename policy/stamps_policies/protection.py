@@ -1,0 +1,277 @@
+"""What Azure needs for the plan to deploy and to protect its data, checked on the plan before anyone deploys.
+
+- Regions: zones, zone-redundant and geo-redundant storage only where the region offers them, read from the
+  project's capability tables (stamps/config/capabilities.py, one Microsoft Learn source per table).
+- Identities: a gateway starts only after its Key Vault role exists; a certificate it references from a vault
+  this stack creates is provisioned by this stack; every identity the program or `stamps-ops` uses holds the
+  data-plane role it needs where key/local auth is off (Cosmos DB, Application Insights, Storage).
+- Data protection: SQL auditing into Log Analytics (server level, `master` diagnostic setting), Microsoft
+  Defender for SQL, Cosmos DB on restricted networks with continuous backup, CELL blobs geo-redundant where
+  the CELL's database is geo-replicated, with versioning and point-in-time restore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pulumi_policy import (
+    ReportViolation,
+    ResourceValidationArgs,
+    ResourceValidationPolicy,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
+
+from ._common import (
+    CONTAINER_APP,
+    DIAGNOSTIC_SETTING,
+    MANDATORY,
+    SQL_DATABASE,
+    SQL_SERVER,
+    STORAGE_ACCOUNT,
+    known,
+    lookup,
+    resource_policy,
+    same,
+)
+from .cells import Node, Topology, is_geo_secondary
+
+COSMOS_ACCOUNT = "azure-native:cosmosdb:DatabaseAccount"
+COSMOS_SQL_ROLE = "azure-native:cosmosdb:SqlResourceSqlRoleAssignment"
+SQL_AUDIT = "azure-native:sql:ExtendedServerBlobAuditingPolicy"
+SQL_ALERTS = "azure-native:sql:ServerSecurityAlertPolicy"
+BLOB_SERVICE = "azure-native:storage:BlobServiceProperties"
+APP_GATEWAY = "azure-native:network:ApplicationGateway"
+ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+KEY_VAULT = "azure-native:keyvault:Vault"
+KV_SECRET = "azure-native:keyvault:Secret"
+APP_INSIGHTS = "azure-native:applicationinsights:Component"
+
+# Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles) and the Cosmos DB
+# data-plane contributor (learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
+KV_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+COSMOS_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
+GEO_SKUS = ("Standard_GRS", "Standard_RAGRS", "Standard_GZRS", "Standard_RAGZRS")
+
+
+def _capabilities() -> Any:
+    # The project's cited tables; the pack runs in the project's venv (PulumiPolicy.yaml: virtualenv ../.venv).
+    from stamps.config import capabilities
+
+    return capabilities
+
+
+# --- zones and storage redundancy per region ------------------------------------------------------------------
+def _zone_support(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterator[str]:
+    if not args.resource_type.startswith("azure-native:"):
+        return
+    cap = _capabilities()
+    props = args.props
+    region = str(known(lambda: props.get("location")) or "").replace(" ", "").lower()
+    zones = known(lambda: props.get("zones"))
+    if region and zones and isinstance(zones, list) and not cap.has_zones(region):
+        yield f"zones {list(zones)} in {region}, which has no availability zones ({cap.AZ_SOURCE})"
+    if region and known(lambda: props.get("zoneRedundant")) is True and not cap.has_zones(region):
+        yield f"zoneRedundant: true in {region}, which has no availability zones ({cap.AZ_SOURCE})"
+    for i, loc in enumerate(known(lambda: props.get("locations")) or []):
+        name = str(lookup(loc, "locationName") or "").replace(" ", "").lower()
+        if lookup(loc, "isZoneRedundant") is True and name and not cap.has_zones(name):
+            yield f"locations[{i}].isZoneRedundant: true in {name}, which has no availability zones ({cap.AZ_SOURCE})"
+    if args.resource_type == STORAGE_ACCOUNT and region:
+        sku = lookup(props, "sku", "name")
+        if isinstance(sku, str) and (why := cap.storage_sku_offered(sku, region)):
+            yield f"sku.name {sku}: {why}"
+
+
+# --- Cosmos DB --------------------------------------------------------------------------------------------------
+def _cosmos_network(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterator[str]:
+    p = args.props
+    if same(p.get("publicNetworkAccess"), "Disabled"):
+        return
+    if not (p.get("ipRules") or p.get("virtualNetworkRules")):
+        yield ("open to all networks: set publicNetworkAccess: Disabled (private endpoints) or restrict it with "
+               "ipRules / virtualNetworkRules (an empty rule list allows every network)")
+    elif p.get("isVirtualNetworkFilterEnabled") is not True and p.get("virtualNetworkRules"):
+        yield "virtualNetworkRules are set but isVirtualNetworkFilterEnabled is not true: they are not enforced"
+
+
+def _cosmos_backup(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterator[str]:
+    kind = lookup(args.props, "backupPolicy", "type")
+    if not same(kind, "Continuous"):
+        yield (f"backupPolicy.type is {kind!r}: use Continuous, so the directory can be restored to a point in time "
+               "by the runbook's data recovery (periodic backups restore only through a support request)")
+
+
+# --- stack rules --------------------------------------------------------------------------------------------------
+def _server_of(uri: Any) -> str | None:
+    """`.../servers/<name>/databases/master` -> <name>."""
+    if not isinstance(uri, str) or not uri.lower().endswith("/databases/master") or "/servers/" not in uri:
+        return None
+    return uri.split("/servers/")[1].split("/")[0]
+
+
+def _sql_auditing(args: StackValidationArgs, report: ReportViolation) -> None:
+    topo = Topology(args.resources)
+    audits = {n.get("serverName"): n for n in topo.of_type(SQL_AUDIT)}
+    master_logs: set[str] = set()
+    for d in topo.of_type(DIAGNOSTIC_SETTING):
+        server = _server_of(d.get("resourceUri"))
+        logs = d.get("logs") or []
+        if server and any(lookup(x, "category") == "SQLSecurityAuditEvents" and lookup(x, "enabled") is True
+                          for x in logs):
+            master_logs.add(server)
+    for s in topo.of_type(SQL_SERVER):
+        name = s.get("serverName")
+        if not isinstance(name, str):
+            continue
+        a = audits.get(name)
+        if a is None or not same(a.get("state"), "Enabled") or a.get("isAzureMonitorTargetEnabled") is not True:
+            report(f"SQL server {name} has no auditing into Azure Monitor: add an ExtendedServerBlobAuditingPolicy "
+                   "with state: Enabled and isAzureMonitorTargetEnabled: true", s.urn)
+        if name not in master_logs:
+            report(f"SQL server {name}: no diagnostic setting with SQLSecurityAuditEvents on its master database, "
+                   "so server-level audit events reach no workspace", s.urn)
+
+
+def _sql_defender(args: StackValidationArgs, report: ReportViolation) -> None:
+    topo = Topology(args.resources)
+    enabled = {n.get("serverName") for n in topo.of_type(SQL_ALERTS) if same(n.get("state"), "Enabled")}
+    for s in topo.of_type(SQL_SERVER):
+        name = s.get("serverName")
+        if isinstance(name, str) and name not in enabled:
+            report(f"SQL server {name} has no Microsoft Defender for SQL alerts: add a ServerSecurityAlertPolicy "
+                   "with state: Enabled", s.urn)
+
+
+def _storage_geo(args: StackValidationArgs, report: ReportViolation) -> None:
+    topo = Topology(args.resources)
+    replicated = {d.tags.get("cell") for d in topo.of_type(SQL_DATABASE) if is_geo_secondary(d)}
+    for st in topo.of_type(STORAGE_ACCOUNT):
+        cell = st.tags.get("cell")
+        if cell not in replicated or st.tags.get("role", "primary") != "primary":
+            continue
+        sku = lookup(st.props, "sku", "name")
+        if isinstance(sku, str) and sku not in GEO_SKUS:
+            report(f"CELL {cell}: its database is geo-replicated but storage account {st.name} is {sku}; a failover "
+                   f"would find the rows without their blobs: use one of {', '.join(GEO_SKUS)}", st.urn)
+
+
+def _blob_restore(args: StackValidationArgs, report: ReportViolation) -> None:
+    topo = Topology(args.resources)
+    for st in topo.of_type(STORAGE_ACCOUNT):
+        if not st.tags.get("cell"):
+            continue
+        mine = [b for b in topo.of_type(BLOB_SERVICE) if st.urn in b.deps]
+        ok = any(b.get("isVersioningEnabled") is True and lookup(b.props, "changeFeed", "enabled") is True
+                 and lookup(b.props, "restorePolicy", "enabled") is True
+                 and isinstance(lookup(b.props, "restorePolicy", "days"), (int, float))
+                 and isinstance(lookup(b.props, "deleteRetentionPolicy", "days"), (int, float))
+                 and lookup(b.props, "restorePolicy", "days") < lookup(b.props, "deleteRetentionPolicy", "days")
+                 for b in mine)
+        if not ok:
+            report(f"CELL {st.tags['cell']}: storage account {st.name} has no point-in-time restore: its blob service "
+                   "needs versioning, change feed, soft delete and a restore policy shorter than soft delete", st.urn)
+
+
+def _vault_name(secret_id: Any) -> tuple[str, str] | None:
+    """`https://<vault>.vault.azure.net/secrets/<name>[/<version>]` -> (vault, name)."""
+    if not isinstance(secret_id, str) or ".vault." not in secret_id or "/secrets/" not in secret_id:
+        return None
+    vault = secret_id.split("//", 1)[-1].split(".", 1)[0]
+    return vault, secret_id.split("/secrets/", 1)[1].split("/")[0]
+
+
+def _role_of(n: Node) -> str:
+    rid = n.get("roleDefinitionId")
+    return rid.rsplit("/", 1)[-1].lower() if isinstance(rid, str) else ""
+
+
+def _gateway_certificates(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Each certificate a gateway reads from a vault this stack creates exists, and the gateway waits for it and for
+    its `Key Vault Secrets User` role (an RBAC grant takes minutes to apply: LinkedAccessCheckFailed otherwise)."""
+    topo = Topology(args.resources)
+    vaults = {n.get("vaultName") for n in topo.of_type(KEY_VAULT)}
+    secrets = {(n.get("vaultName"), n.get("secretName")): n for n in topo.of_type(KV_SECRET)}
+    roles = {n.urn: n for n in topo.of_type(ROLE_ASSIGNMENT)}
+    for gw in topo.of_type(APP_GATEWAY):
+        certs = gw.get("sslCertificates") or []
+        refs = [ref for c in certs if (ref := _vault_name(lookup(c, "keyVaultSecretId")))]
+        for vault, name in refs:
+            if vault not in vaults:
+                continue  # a pre-existing, centrally managed vault: provisioned outside this stack
+            secret = secrets.get((vault, name))
+            if secret is None:
+                report(f"gateway {gw.name} references certificate {name!r} in vault {vault}, which this stack "
+                       "creates, but nothing provisions that secret (ApplicationGatewayKeyVaultSecretException)",
+                       gw.urn)
+            elif secret.urn not in gw.deps:
+                report(f"gateway {gw.name} does not depend on the secret {name!r} it reads: it may be created first",
+                       gw.urn)
+        if refs and not any(u in gw.deps and _role_of(r) == KV_SECRETS_USER for u, r in roles.items()):
+            report(f"gateway {gw.name} reads its certificate from Key Vault but does not depend on a Key Vault "
+                   "Secrets User role assignment: it can be created before its identity may read the secret",
+                   gw.urn)
+
+
+def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> None:
+    topo = Topology(args.resources)
+    roles = topo.of_type(ROLE_ASSIGNMENT)
+    for account in topo.of_type(COSMOS_ACCOUNT):
+        if account.get("disableLocalAuth") is not True:
+            continue
+        writers = [g for g in topo.of_type(COSMOS_SQL_ROLE)
+                   if account.urn in g.deps and _role_of(g) == COSMOS_DATA_CONTRIBUTOR]
+        if not writers:
+            report(f"Cosmos DB account {account.name} has key auth disabled but grants no principal the Built-in Data "
+                   "Contributor role: stamps-ops directory writes get 403 (set stamps:operators)", account.urn)
+    telemetry = any(c.get("disableLocalAuth") is True for c in topo.of_type(APP_INSIGHTS))
+    for app in topo.of_type(CONTAINER_APP):
+        granted = {_role_of(r) for r in roles if app.urn in r.deps}
+        if STORAGE_BLOB_DATA_CONTRIBUTOR not in granted and app.tags.get("cell"):
+            report(f"Container App {app.name} has no Storage Blob Data Contributor role: its storage has shared keys "
+                   "off, so the app cannot read or write its blobs", app.urn)
+        if telemetry and MONITORING_METRICS_PUBLISHER not in granted:
+            report(f"Container App {app.name} has no Monitoring Metrics Publisher role on Application Insights, "
+                   "whose local auth is off: its telemetry is rejected and the KPI queries see no data", app.urn)
+
+
+def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
+    return [
+        resource_policy("zone-support",
+                        "Zones, zone-redundant and geo-redundant storage only in regions that offer them.",
+                        None, _zone_support),
+        resource_policy("cosmos-network-restricted",
+                        "Cosmos DB accounts are reachable only from restricted networks or private endpoints.",
+                        [COSMOS_ACCOUNT], _cosmos_network),
+        resource_policy("cosmos-continuous-backup",
+                        "Cosmos DB accounts use continuous backup (point-in-time restore).",
+                        [COSMOS_ACCOUNT], _cosmos_backup),
+        StackValidationPolicy(
+            name="sql-auditing",
+            description="Every Azure SQL server audits into Log Analytics (policy + master diagnostic setting).",
+            validate=_sql_auditing, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="sql-defender",
+            description="Every Azure SQL server has Microsoft Defender for SQL alerts enabled.",
+            validate=_sql_defender, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="storage-geo-redundancy",
+            description="A CELL whose database is geo-replicated keeps its blobs geo-redundant.",
+            validate=_storage_geo, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="blob-point-in-time-restore",
+            description="CELL storage has blob versioning, change feed, soft delete and point-in-time restore.",
+            validate=_blob_restore, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="gateway-certificate-and-role",
+            description="Gateway certificates in this stack's vaults are provisioned; the gateway waits for them "
+                        "and for its Key Vault role.",
+            validate=_gateway_certificates, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="data-plane-roles",
+            description="Every identity the program or stamps-ops uses holds its data-plane role where keys are off.",
+            validate=_data_plane_roles, enforcement_level=MANDATORY),
+    ]

@@ -1,0 +1,207 @@
+"""Azure's rules on the planned resources, read from Azure's documentation (stamps/config/capabilities.py cites
+each fact): zones and storage redundancy only where a region offers them, Container Apps revisions that Azure
+accepts, identities with the roles they use, and the data protection compliance CELLs need."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS
+from stamps.config import capabilities as cap
+from stamps.config.errors import ConfigError
+from stamps.config.loader import load_environment
+from stamps.offline import Plan, diff_plans, plan_stack
+from tests.conftest import ROOT, StackFile, prod_config
+
+ZONE_SKUS = ("ZRS", "GZRS")
+
+
+def _values(cfg: dict[str, Any]) -> dict[str, Any]:
+    return {k.split(":", 1)[1]: v for k, v in cfg.items() if k.startswith("stamps:")}
+
+
+def _config_errors(mutate: Any) -> list[str]:
+    cfg = prod_config()["config"]
+    mutate(cfg)
+    with pytest.raises(ConfigError) as info:
+        load_environment("stamps", "prod", _values(cfg))
+    return info.value.problems
+
+
+def zone_violations(plan: Plan) -> list[str]:
+    """What Azure would reject: zonal settings and zone/geo storage SKUs in a region that does not offer them."""
+    out = []
+    for r in plan.custom():
+        i = r["inputs"]
+        loc = str(i.get("location", "")).replace(" ", "").lower()
+        if i.get("zones") and not cap.has_zones(loc):
+            out.append(f"{r['name']}: zones in {loc}")
+        if i.get("zoneRedundant") is True and not cap.has_zones(loc):
+            out.append(f"{r['name']}: zoneRedundant in {loc}")
+        for location in i.get("locations") or []:
+            if location.get("isZoneRedundant") and not cap.has_zones(location["locationName"]):
+                out.append(f"{r['name']}: isZoneRedundant in {location['locationName']}")
+        sku = (i.get("sku") or {}).get("name", "") if r["type"] == "azure-native:storage:StorageAccount" else ""
+        if sku and (why := cap.storage_sku_offered(sku, loc)):
+            out.append(f"{r['name']}: {why}")
+    return out
+
+
+# --- 1. region capabilities ----------------------------------------------------------------------------------
+def test_every_capability_table_cites_microsoft_learn() -> None:
+    for name in ("AZ_SOURCE", "ZRS_SOURCE", "GZRS_SOURCE", "PAIRS_SOURCE", "SQL_ZONES_SOURCE"):
+        assert getattr(cap, name).startswith("https://learn.microsoft.com/azure/"), name
+    # The review's finding: West US has neither zones nor ZRS; East US has both.
+    assert not cap.has_zones("westus") and "westus" not in cap.ZRS_REGIONS
+    assert cap.has_zones("eastus") and "eastus" in cap.GZRS_REGIONS
+
+
+@pytest.mark.parametrize(("mutate", "key"), [
+    (lambda c: c["stamps:regions"][1].update(zoneRedundant=True), "stamps:regions[1].zoneRedundant"),
+    (lambda c: c["stamps:cells"][0]["standby"].update(zoneRedundant=True), "stamps:cells[0].standby.zoneRedundant"),
+    (lambda c: c["stamps:cells"][1].update(zoneRedundant=True), "stamps:cells[1].sql.sku"),
+])
+def test_asking_for_zones_where_there_are_none_is_a_config_error_naming_the_key(mutate: Any, key: str) -> None:
+    problems = _config_errors(mutate)
+    assert len(problems) == 1 and problems[0].startswith(key + ": "), problems
+    assert "learn.microsoft.com" in problems[0]
+
+
+# --- 3. Container Apps that start ------------------------------------------------------------------------------
+def test_outside_dev_the_image_and_port_are_required() -> None:
+    problems = _config_errors(lambda c: c.pop("stamps:app"))
+    assert problems == [problems[0]] and problems[0].startswith("stamps:app: required in prod")
+
+
+def test_dev_falls_back_to_an_image_that_serves_its_probes(stack_file: StackFile) -> None:
+    def dev(cfg: dict[str, Any]) -> None:
+        cfg.pop("stamps:app")
+        cfg["stamps:environment"] = "dev"
+
+    plan = plan_stack(ROOT, "dev", stack_file(dev))
+    app = plan.get("azure-native:app:ContainerApp", "cell-retail-eus-app")["inputs"]
+    container = app["template"]["containers"][0]
+    # The published sample: `:latest` on port 80 (container-apps/tutorial-deploy-first-app-cli).
+    assert container["image"] == "mcr.microsoft.com/azuredocs/containerapps-helloworld:latest"
+    assert app["configuration"]["ingress"]["targetPort"] == 80
+    assert {(p["httpGet"]["path"], p["httpGet"]["port"]) for p in container["probes"]} == {("/", 80)}
+
+
+SUFFIX = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+
+
+def _apps(plan: Plan) -> dict[str, dict[str, Any]]:
+    return {a["name"]: a["inputs"] for a in plan.by_type("azure-native:app:ContainerApp")}
+
+
+def test_every_template_change_gets_a_new_revision_suffix(prod_plan: Plan, stack_file: StackFile) -> None:
+    def fail_over(cfg: dict[str, Any]) -> None:
+        cfg["stamps:activeRegion"] = "westus"
+
+    after = _apps(plan_stack(ROOT, "prod", stack_file(fail_over)))
+    before = _apps(prod_plan)
+    for name, app in after.items():
+        same_template = {k: v for k, v in app["template"].items() if k != "revisionSuffix"} == \
+            {k: v for k, v in before[name]["template"].items() if k != "revisionSuffix"}
+        # Azure: "revision with suffix already exists" when a changed template re-uses a suffix.
+        assert (app["template"]["revisionSuffix"] == before[name]["template"]["revisionSuffix"]) is same_template, name
+        assert SUFFIX.match(app["template"]["revisionSuffix"])
+        assert len(f"{app['containerAppName']}--{app['template']['revisionSuffix']}") <= 63
+    assert sum(a["template"]["revisionSuffix"] != before[n]["template"]["revisionSuffix"]
+               for n, a in after.items()) == 3  # the three standbys scale up
+
+
+def test_a_canary_shifts_traffic_between_revisions_that_exist(prod_plan: Plan, stack_file: StackFile) -> None:
+    def canary(cfg: dict[str, Any]) -> None:
+        cfg["stamps:cells"][1]["canary"] = {"version": "1.1.0", "weight": 10}
+
+    released = _apps(plan_stack(ROOT, "prod", stack_file(canary)))["cell-retail-eus-app"]
+    deployed_before = _apps(prod_plan)["cell-retail-eus-app"]
+    weights = {w["label"]: w for w in released["configuration"]["ingress"]["traffic"]}
+    name = released["containerAppName"]
+    # The candidate is the revision this update creates; the stable one is the revision deployed before it.
+    assert weights["candidate"]["revisionName"] == f"{name}--{released['template']['revisionSuffix']}"
+    assert weights["stable"]["revisionName"] == f"{name}--{deployed_before['template']['revisionSuffix']}"
+    assert (weights["candidate"]["weight"], weights["stable"]["weight"]) == (10, 90)
+
+
+# --- 4. identities ------------------------------------------------------------------------------------------------
+def _role_assignments(plan: Plan) -> list[dict[str, Any]]:
+    return [r["inputs"] for r in plan.by_type("azure-native:authorization:RoleAssignment")]
+
+
+def test_operators_and_cell_apps_hold_cosmos_data_plane_roles(prod_plan: Plan) -> None:
+    account = prod_plan.get("azure-native:cosmosdb:DatabaseAccount", "global-cosmos")["inputs"]
+    assert account["disableLocalAuth"] is True  # keys are off: only data-plane roles grant item access
+    grants = [r["inputs"] for r in prod_plan.by_type("azure-native:cosmosdb:SqlResourceSqlRoleAssignment")]
+    by_role = {}
+    for g in grants:
+        by_role.setdefault(g["roleDefinitionId"].rsplit("/", 1)[-1], []).append(g)
+        assert g["scope"].endswith("/dbs/globaldb/colls/tenants")
+    writers = {g["principalId"] for g in by_role[COSMOS_ROLE_IDS["Cosmos DB Built-in Data Contributor"]]}
+    assert writers == {op["objectId"] for op in prod_config()["config"]["stamps:operators"]}
+    assert len(by_role[COSMOS_ROLE_IDS["Cosmos DB Built-in Data Reader"]]) == 7  # every CELL app
+
+
+def test_every_app_sends_telemetry_with_entra_auth(prod_plan: Plan) -> None:
+    component = prod_plan.get("azure-native:applicationinsights:Component", "global-appi")
+    assert component["inputs"]["disableLocalAuth"] is True
+    publishers = [ra for ra in _role_assignments(prod_plan)
+                  if ra["roleDefinitionId"].endswith(ROLE_IDS["Monitoring Metrics Publisher"])]
+    assert len(publishers) == 7 and all("/components/" in ra["scope"] for ra in publishers)
+    for app in prod_plan.by_type("azure-native:app:ContainerApp"):
+        env = {e["name"]: e["value"] for e in app["inputs"]["template"]["containers"][0]["env"]}
+        assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"].startswith("InstrumentationKey=")
+        assert env["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
+
+
+# --- 5. data protection ------------------------------------------------------------------------------------------
+def test_every_sql_server_is_audited_to_log_analytics_and_defended(prod_plan: Plan) -> None:
+    servers = {r["inputs"]["serverName"] for r in prod_plan.by_type("azure-native:sql:Server")}
+    audits = {r["inputs"]["serverName"]: r["inputs"]
+              for r in prod_plan.by_type("azure-native:sql:ExtendedServerBlobAuditingPolicy")}
+    assert set(audits) == servers
+    assert all(a["state"] == "Enabled" and a["isAzureMonitorTargetEnabled"] is True for a in audits.values())
+    master = {d["inputs"]["resourceUri"].split("/servers/")[1].split("/")[0]
+              for d in prod_plan.by_type("azure-native:monitor:DiagnosticSetting")
+              if d["inputs"]["resourceUri"].endswith("/databases/master")
+              and {"category": "SQLSecurityAuditEvents", "enabled": True} in d["inputs"]["logs"]}
+    assert master == servers
+    alerts = {r["inputs"]["serverName"] for r in prod_plan.by_type("azure-native:sql:ServerSecurityAlertPolicy")
+              if r["inputs"]["state"] == "Enabled"}
+    assert alerts == servers
+
+
+def test_cosmos_is_network_restricted_with_continuous_backup(prod_plan: Plan) -> None:
+    c = prod_plan.get("azure-native:cosmosdb:DatabaseAccount", "global-cosmos")["inputs"]
+    assert c["publicNetworkAccess"] == "Disabled" or (c["isVirtualNetworkFilterEnabled"] and c["ipRules"])
+    assert c["backupPolicy"]["type"] == "Continuous"
+
+
+def test_geo_replicated_cells_keep_geo_redundant_blobs_with_point_in_time_restore(prod_plan: Plan) -> None:
+    standbys = {r["name"].split("-")[1] for r in prod_plan.by_type("azure-native:sql:Database")
+                if r["inputs"].get("createMode") == "Secondary"}
+    for st in prod_plan.by_type("azure-native:storage:StorageAccount"):
+        cell, code = st["name"].split("-")[1], st["name"].split("-")[2]
+        if cell in standbys and code == "eus":
+            assert st["inputs"]["sku"]["name"] in ("Standard_GZRS", "Standard_GRS"), st["name"]
+    for blob in prod_plan.by_type("azure-native:storage:BlobServiceProperties"):
+        i = blob["inputs"]
+        assert i["isVersioningEnabled"] and i["changeFeed"]["enabled"] and i["restorePolicy"]["enabled"]
+        assert i["restorePolicy"]["days"] < i["deleteRetentionPolicy"]["days"]
+    assert len(prod_plan.by_type("azure-native:storage:BlobServiceProperties")) == 7
+
+
+def test_the_banking_premium_database_is_zone_redundant(prod_plan: Plan) -> None:
+    db = prod_plan.get("azure-native:sql:Database", "cell-banking-eus-db")["inputs"]
+    assert db["sku"]["name"] == "P2" and db["zoneRedundant"] is True
+
+
+def test_slow_resources_have_custom_timeouts() -> None:
+    from stamps.components import cell, global_layer
+
+    assert global_layer.APIM_TIMEOUTS.create == "180m" and cell.SQL_TIMEOUTS.create == "90m"
+    assert diff_plans  # imported for the plan helpers used above
