@@ -48,11 +48,11 @@ import io
 import queue
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -61,13 +61,14 @@ from ops.migration import sqlite_native as native
 from ops.migration.checksum import PG_MD5, SQLITE_EXACT, Checksum, checksum_method
 from ops.migration.db import as_engine, redact, scrub
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
-from ops.migration.errors import IdentityError, PreflightError, PurgeRefusedError
+from ops.migration.errors import IdentityError, MigrationError, PreflightError, PurgeRefusedError
 from ops.migration.identity import DatabaseIdentity, engine_identity, identity_of, require_distinct, sqlite_identity
 from ops.migration.progress import BatchCallback, BatchEvent, ProgressDisplay
 from ops.migration.rows import Key, TableIO, is_raw_pair, uses_pg_copy
 from ops.migration.verify import TableVerification, VerificationReport, utcnow
 
 DEFAULT_BATCH_SIZE = 5000
+_T = TypeVar("_T")
 Identities = tuple[DatabaseIdentity, DatabaseIdentity]  # (source, target)
 
 
@@ -196,6 +197,8 @@ class TenantDataMover:
         self._native_tables: dict[str, native.NativeTable] = {}
         self._conn: sqlite3.Connection | None = None
         self._prepared = False
+        self._pull_report: Callable[[str, Checksum], None] | None = None
+        self._bulk_states: dict[str, TableCopyState] = {}
 
     def disable_fast_path(self) -> None:
         """Use the generic engine from now on (e.g. to finish a migration its journal began with it)."""
@@ -337,8 +340,17 @@ class TenantDataMover:
         if not self._prepared:
             self.prepare_target()
         states = {tp.fullname: _copy_state(resume, tp.fullname) for tp in self.plan.tables}
+
+        def pulled(name: str, cs: Checksum) -> None:
+            # Parents fetched for a child batch count as copied rows of their (finished) table, so
+            # the pre-freeze verification's record of that table still matches the target exactly.
+            st = states[name]
+            st.checksum += cs
+            emit(BatchEvent("bulk_copy", name, cs.count, st.high_water_mark, st.checksum, done=st.done))
+
+        self._bulk_states = states
         display, totals = self._display("bulk_copy", self.plan.tables)
-        with display, self._session():
+        with display, self._session(), self._reporting_pulls(pulled):
             for tp in self.plan.tables:
                 state = states[tp.fullname]
                 if state.done:
@@ -348,6 +360,133 @@ class TenantDataMover:
                 display.finish()
         self.sync_sequences()
         return states
+
+    @contextlib.contextmanager
+    def _reporting_pulls(self, report: Callable[[str, Checksum], None]) -> Iterator[None]:
+        self._pull_report = report
+        try:
+            yield
+        finally:
+            self._pull_report = None
+
+    def _report_pulls(self, pulled: Mapping[str, Checksum]) -> None:
+        """Called after the transaction that inserted ``pulled`` committed."""
+        for name, cs in pulled.items():
+            if cs.count and self._pull_report is not None:
+                self._pull_report(name, cs)
+
+    # ------------------------------------------------------------------ parents of rows written while live
+
+    def _parents(self, tp: TablePlan) -> list[tuple[TablePlan, list[str], list[str]]]:
+        """(parent plan, child columns, parent columns) of each foreign key of ``tp``."""
+        out = []
+        for fk in tp.table.foreign_key_constraints:
+            parent = self.plan.table(fk.referred_table.fullname)
+            out.append((parent, [c.name for c in fk.columns], [e.column.name for e in fk.elements]))
+        return out
+
+    def _pull_parents(self, tp: TablePlan, rows: Sequence[Any], tc: Connection) -> dict[str, Checksum]:
+        """Insert into the target (transaction ``tc``) the parents ``rows`` reference that it lacks.
+
+        A tenant that keeps writing creates parents after their table was copied and children that
+        point at them; the child batch would fail its foreign key. Parents (and theirs, recursively)
+        are read from the source within the parent's scope, and only the absent ones are inserted;
+        returns what was inserted per table, to be recorded once the transaction commits.
+        """
+        pulled: dict[str, Checksum] = {}
+        for parent, ccols, pcols in self._parents(tp):
+            idx = [tp.columns.index(c) for c in ccols]
+            wanted = {tuple(r[i] for i in idx) for r in rows}
+            wanted = {w for w in wanted if None not in w}
+            if not wanted:
+                continue
+            src, tgt = self._pair(parent)
+            with self._snapshot() as sc, sc.begin():
+                found = src.fetch_matching(sc, pcols, sorted(wanted, key=repr))
+                present = set(tgt.existing_keys(tc, [src.key_of(r) for r in found]))
+                missing = [r for r in found if src.key_of(r) not in present]
+                if not missing:
+                    continue
+                keys = [src.key_of(r) for r in missing]
+                cs = src.checksum_keys(sc, keys) if self.method == PG_MD5 else src.hasher.checksum(missing)
+            for name, more in self._pull_parents(parent, missing, tc).items():
+                pulled[name] = pulled.get(name, Checksum()) + more
+            tgt.insert_missing(tc, missing, None, None, absent=True)
+            pulled[parent.fullname] = pulled.get(parent.fullname, Checksum()) + cs
+        return pulled
+
+    def _native_pull(
+        self, conn: sqlite3.Connection, tp: TablePlan, selection: str, params: list[Any], pulled: dict[str, int]
+    ) -> None:
+        """The fast path's :meth:`_pull_parents`: ``selection`` is SQL selecting the child rows."""
+        for parent, ccols, pcols in self._parents(tp):
+            nt = self._nt(parent, conn)
+            psel, pparams = nt.referenced_by(selection, params, ccols, pcols)
+            self._native_pull(conn, parent, psel, pparams, pulled)
+            pulled[parent.fullname] = pulled.get(parent.fullname, 0) + nt.insert_selected(conn, psel, pparams)
+
+    def _native_write(
+        self, conn: sqlite3.Connection, tp: TablePlan, write: Callable[[], _T], selection: tuple[str, list[Any]]
+    ) -> _T:
+        """Run ``write`` in a transaction; on a foreign-key failure, redo it after pulling the parents
+        of ``selection``'s rows, in the same transaction (so from the same source snapshot)."""
+        try:
+            with native.transaction(conn):
+                return write()
+        except sqlite3.IntegrityError as exc:
+            if not _fk_violation(exc):
+                raise
+        pulled: dict[str, int] = {}
+        try:
+            with native.transaction(conn):
+                self._native_pull(conn, tp, *selection, pulled)
+                result = write()
+        except sqlite3.IntegrityError as exc:
+            if not _fk_violation(exc):
+                raise
+            raise _ForeignKeyStuck(tp) from None
+        self._report_pulls({name: Checksum(n, 0) for name, n in pulled.items()})
+        return result
+
+    def _write_with_parents(
+        self,
+        tp: TablePlan,
+        lo: Key | None,
+        hi: Key | None,
+        first: _Batch | None,
+        write: Callable[[Connection, list[Any]], None],
+    ) -> tuple[Checksum, list[Any]]:
+        """Generic engine: write ``first`` (a batch as read); if a child's parent is missing, re-read
+        the range lo < key <= hi and write it again after pulling the parents, a few times if the
+        tenant keeps deleting what it just created. Returns (checksum of what was written, rows)."""
+        src = self._pair(tp)[0]
+        if first is not None:
+            try:
+                with self.target.begin() as tc:
+                    write(tc, first.rows)
+                return first.checksum, first.rows
+            except Exception as exc:  # SQLAlchemy-wrapped, or raw psycopg2 from COPY
+                if not _fk_violation(exc):
+                    raise
+        for _attempt in range(5):
+            with self._snapshot() as sc, sc.begin():
+                rows = src.fetch_rows(sc, lo, hi)
+                cs = (
+                    src.checksum_range(sc, PG_MD5, lo, hi, self.batch_size)
+                    if self.method == PG_MD5
+                    else src.hasher.checksum(rows)
+                )
+            try:
+                with self.target.begin() as tc:
+                    pulled = self._pull_parents(tp, rows, tc)
+                    write(tc, rows)
+            except Exception as exc:
+                if not _fk_violation(exc):
+                    raise
+                continue
+            self._report_pulls(pulled)
+            return cs, rows
+        raise _ForeignKeyStuck(tp)
 
     def _bulk_table(self, tp: TablePlan, state: TableCopyState, emit: BatchCallback, display: ProgressDisplay) -> None:
         tgt = self._pair(tp)[1]
@@ -363,12 +502,23 @@ class TenantDataMover:
         #    reconcile everything the target holds past the mark against the current source.
         with self.target.connect() as tc:
             tail = tgt.last_key(tc, state.high_water_mark)
+        if tail is not None:
+            self._delete_vanished_below(tp)
+        retried = False
         while tail is not None:
             with self.target.connect() as tc:
                 keys = tgt.fetch_keys(tc, state.high_water_mark, tail, n)
             if not keys:
                 break
-            cs, _stats = self._sync_range(tp, state.high_water_mark, keys[-1], deletes=True)
+            try:
+                cs, _stats = self._sync_range(tp, state.high_water_mark, keys[-1], deletes=True)
+            except _ForeignKeyStuck:
+                if retried:
+                    raise _orphans(tp) from None
+                # The tenant deleted a parent and its children after the pass below: once more.
+                self._delete_vanished_below(tp)
+                retried = True
+                continue
             record(cs, keys[-1])
 
         if self.fast_path:
@@ -376,8 +526,10 @@ class TenantDataMover:
             with self._native() as conn:
                 nt = self._nt(tp, conn)
                 while True:
-                    with native.transaction(conn):
-                        read, hi = nt.copy_batch(conn, state.high_water_mark, n)
+                    lo = state.high_water_mark
+                    read, hi = self._native_write(
+                        conn, tp, lambda nt=nt, lo=lo: nt.copy_batch(conn, lo, n), nt.batch_selection(lo, n)
+                    )
                     if hi is None:
                         break
                     record(Checksum(read, 0), hi)
@@ -388,14 +540,33 @@ class TenantDataMover:
             #    in a helper thread while this one writes the current batch to the target: the two
             #    databases work in parallel and the drivers release the GIL while they wait.
             for batch in _prefetch(self._read_batches(tp, state.high_water_mark)):
-                with self.target.begin() as tc:
-                    if batch.buf is not None:
-                        tgt.copy_in(tc, batch.buf)
+
+                def write(tc: Connection, rows: list[Any], b: _Batch = batch) -> None:
+                    if b.buf is not None and rows is b.rows:  # the batch as read: COPY it
+                        tgt.copy_in(tc, b.buf)
                     else:
-                        tgt.insert_missing(tc, batch.rows, batch.lo, batch.hi)
-                record(batch.checksum, batch.hi)
+                        tgt.insert_missing(tc, rows, b.lo, b.hi)
+
+                cs, _rows = self._write_with_parents(tp, batch.lo, batch.hi, batch, write)
+                record(cs, batch.hi)
         state.done = True
         emit(BatchEvent("bulk_copy", tp.fullname, 0, state.high_water_mark, state.checksum, done=True))
+
+    def _delete_vanished_below(self, tp: TablePlan) -> None:
+        """Children first, delete the target rows of ``tp`` and of the tables after it that the source
+        no longer has, past their marks: reconciling ``tp`` may then delete a vanished parent without
+        tripping over its children (those tables are not copied yet, so no recorded row is touched)."""
+        states = self._bulk_states
+        after = self.plan.tables[self.plan.tables.index(tp) :]
+        for child in reversed(after):
+            st = states.get(child.fullname)
+            if st is not None and st.done:
+                continue
+            start = st.high_water_mark if st is not None else None
+            if self.fast_path:
+                self._native_delete(child, _noop, start)
+            else:
+                self._generic_delete(child, _noop, start)
 
     def _read_batches(self, tp: TablePlan, lo: Key | None) -> Iterator[_Batch]:
         src = self._pair(tp)[0]
@@ -434,8 +605,11 @@ class TenantDataMover:
         """Make target rows with lo < key <= hi equal to the source's; returns the source checksum."""
         if self.fast_path:
             assert hi is not None
-            with self._native() as conn, native.transaction(conn):
-                count, stats = self._nt(tp, conn).sync(conn, lo, hi, deletes=deletes)
+            with self._native() as conn:
+                nt = self._nt(tp, conn)
+                count, stats = self._native_write(
+                    conn, tp, lambda: nt.sync(conn, lo, hi, deletes=deletes), nt.range_selection(lo, hi)
+                )
             return Checksum(count, 0), stats
         src, tgt = self._pair(tp)
         with self._snapshot() as sc, sc.begin():
@@ -446,11 +620,12 @@ class TenantDataMover:
                 else src.hasher.checksum(src_rows)
             )
         stats = {"inserted": 0, "updated": 0, "deleted": 0}
-        with self.target.begin() as tc:
+
+        def write(tc: Connection, rows: list[Any]) -> None:
             tgt_rows = tgt.fetch_rows(tc, lo, hi)
             tgt_hash = dict(zip(map(tgt.key_of, tgt_rows), tgt.hasher.hashes(tgt_rows), strict=True))
             inserts, updates, seen = [], [], set()
-            for r, h in zip(src_rows, src.hasher.hashes(src_rows), strict=True):
+            for r, h in zip(rows, src.hasher.hashes(rows), strict=True):
                 k = src.key_of(r)
                 seen.add(k)
                 th = tgt_hash.get(k)
@@ -458,11 +633,13 @@ class TenantDataMover:
                     inserts.append(r)
                 elif th != h:
                     updates.append(r)
+            if deletes:  # first, so a unique value that moved to a new row never collides
+                stats["deleted"] = tgt.delete_keys(tc, [k for k in tgt_hash if k not in seen])
             tgt.insert_missing(tc, inserts, lo, hi)
             tgt.update_rows(tc, updates)
             stats["inserted"], stats["updated"] = len(inserts), len(updates)
-            if deletes:
-                stats["deleted"] = tgt.delete_keys(tc, [k for k in tgt_hash if k not in seen])
+
+        cs, _rows = self._write_with_parents(tp, lo, hi, _Batch(lo, hi, cs, rows=src_rows), write)
         return cs, stats
 
     # ------------------------------------------------------------------ delta copy
@@ -475,8 +652,13 @@ class TenantDataMover:
         """After the freeze: make the target equal to the source (inserts, updates, deletes)."""
         emit = on_batch or _noop
         states = {tp.fullname: _delta_state(resume, tp.fullname) for tp in self.plan.tables}
+
+        def pulled(name: str, cs: Checksum) -> None:
+            states[name].inserted += cs.count
+            emit(BatchEvent("delta_upsert", name, cs.count, None, stats={"inserted": cs.count}))
+
         display, totals = self._display("delta", self.plan.tables)
-        with display, self._session():
+        with display, self._session(), self._reporting_pulls(pulled):
             for tp in self.plan.tables:  # pass 1: parents first, so inserted children find parents
                 state = states[tp.fullname]
                 if not state.upserted:
@@ -527,9 +709,9 @@ class TenantDataMover:
         state.done = True
         emit(BatchEvent("delta_delete", tp.fullname, 0, None, state.checksum, done=True, stats={"deleted": deleted}))
 
-    def _native_delete(self, tp: TablePlan, emit: BatchCallback) -> int:
+    def _native_delete(self, tp: TablePlan, emit: BatchCallback, start: Key | None = None) -> int:
         # Walks the target's keys rather than the source's: every target key is still checked once.
-        lo: Key | None = None
+        lo: Key | None = start
         deleted = 0
         while True:
             with self._native() as conn, native.transaction(conn):
@@ -543,10 +725,10 @@ class TenantDataMover:
                 return deleted
             lo = hi
 
-    def _generic_delete(self, tp: TablePlan, emit: BatchCallback) -> int:
+    def _generic_delete(self, tp: TablePlan, emit: BatchCallback, start: Key | None = None) -> int:
         src, tgt = self._pair(tp)
         n = self.batch_size
-        lo: Key | None = None
+        lo: Key | None = start
         deleted = 0
         while True:
             with self.source.connect() as sc:
@@ -770,6 +952,29 @@ def _pg_sync_sequences(conn: Connection, tp: TablePlan) -> None:
             f"SELECT setval('{seq}', m) FROM (SELECT max({c}) AS m FROM {table}) s "
             f"WHERE m IS NOT NULL AND m > (SELECT last_value FROM {seq})"
         )
+
+
+def _fk_violation(exc: BaseException) -> bool:
+    """A foreign-key violation, by SQLSTATE 23503 (PostgreSQL), error 547 (SQL Server) or SQLite's text."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "pgcode", None) == "23503":
+        return True
+    text = str(orig)
+    return "FOREIGN KEY constraint failed" in text or ("547" in text and "FOREIGN KEY" in text)
+
+
+class _ForeignKeyStuck(MigrationError):
+    """A write still fails a foreign key after its parents were fetched."""
+
+    def __init__(self, tp: TablePlan) -> None:
+        super().__init__(str(_orphans(tp)))
+
+
+def _orphans(tp: TablePlan) -> MigrationError:
+    return MigrationError(
+        f"rows of {tp.fullname!r} reference parent rows that are not the tenant's (or keep vanishing while "
+        "the tenant writes); fix the source's foreign keys, or re-run once the writes calm down"
+    )
 
 
 def _reachable(engine: Engine, role: str) -> DatabaseIdentity:

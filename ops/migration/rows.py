@@ -133,6 +133,49 @@ class TableIO:
             stmt = stmt.limit(limit)
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in conn.execute(stmt)]
 
+    def _matching(self, cols: Sequence[sa.ColumnElement[Any]], values: Sequence[Key]) -> sa.ColumnElement[bool]:
+        if len(cols) == 1:
+            return cols[0].in_([v[0] for v in values])
+        if self.dialect in _ROW_VALUE_DIALECTS:
+            return sa.tuple_(*cols).in_([tuple(v) for v in values])
+        return sa.or_(*[sa.and_(*[c == x for c, x in zip(cols, v, strict=True)]) for v in values])
+
+    def fetch_matching(self, conn: Connection, columns: Sequence[str], values: Sequence[Key]) -> list[Row]:
+        """Rows in scope whose ``columns`` equal one of ``values`` (the parents some children reference)."""
+        cols = [self.table.c[n] for n in columns]
+        out: list[Row] = []
+        for i in range(0, len(values), 500):
+            stmt = sa.select(*self.cols).where(self.scope, self._matching(cols, values[i : i + 500]))
+            out.extend(conn.execute(stmt.order_by(*self.pk)))
+        return out
+
+    def existing_keys(self, conn: Connection, keys: Sequence[Key]) -> list[Key]:
+        """Which of ``keys`` this table holds (any scope: a key held by another tenant blocks an insert too)."""
+        out: list[Key] = []
+        for i in range(0, len(keys), 500):
+            stmt = sa.select(*self.pk).where(self._matching(self.pk, keys[i : i + 500]))
+            out.extend(self.key_of_pk(r) for r in conn.execute(stmt))
+        return out
+
+    def key_of_pk(self, row: Sequence[Any]) -> Key:
+        return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)
+
+    def checksum_keys(self, conn: Connection, keys: Sequence[Key]) -> Checksum:
+        """pg-md5 checksum of the rows with these keys (in the caller's snapshot)."""
+        for setting in PG_PINNED_SETTINGS:
+            conn.exec_driver_sql(setting)
+        h = sa.literal_column(pg_row_hash_sql(self._quoted))
+        total = Checksum()
+        for i in range(0, len(keys), 500):
+            stmt = (
+                sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.cast(h, sa.Numeric)), 0))
+                .select_from(self.table)
+                .where(self.scope, self._matching(self.pk, keys[i : i + 500]))
+            )
+            count, digest = conn.execute(stmt).one()
+            total += Checksum(int(count), int(digest) % MOD)
+        return total
+
     def batch_end(self, conn: Connection, lo: Key | None, limit: int) -> Key | None:
         """The key of the ``limit``-th row after ``lo`` (or the last one), computed by the server.
 
@@ -188,16 +231,18 @@ class TableIO:
             return pg_dialect.insert(self.table).on_conflict_do_nothing(index_elements=self.pk)
         return sa.insert(self.table)
 
-    def insert_missing(self, conn: Connection, rows: Sequence[Row], lo: Key | None, hi: Key | None) -> None:
+    def insert_missing(
+        self, conn: Connection, rows: Sequence[Row], lo: Key | None, hi: Key | None, *, absent: bool = False
+    ) -> None:
         """Insert rows whose key is absent; existing keys are left alone (idempotent re-runs).
 
         SQLite/PostgreSQL use ON CONFLICT (pk) DO NOTHING; other dialects (SQL Server) first read
         the target keys in the batch's range and skip those — safe because the migration lock
-        guarantees we are the target's only writer.
+        guarantees we are the target's only writer. ``absent``: the caller checked the keys already.
         """
         if not rows:
             return
-        if self.dialect not in ("sqlite", "postgresql"):
+        if self.dialect not in ("sqlite", "postgresql") and not absent:
             existing = set(self.fetch_keys(conn, lo, hi))
             rows = [r for r in rows if self.key_of(r) not in existing]
             if not rows:

@@ -323,6 +323,42 @@ class NativeTable:
         (count,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
         return int(count), stats
 
+    # ------------------------------------------------------------------ parents of live writes
+
+    def batch_selection(self, lo: Key | None, n: int) -> tuple[str, list[Any]]:
+        """SQL selecting the source rows ``copy_batch(lo, n)`` copies."""
+        w, p = self.where("s", lo)
+        return f"SELECT s.* FROM {self.src} AS s WHERE {w} ORDER BY {self._order('s')} LIMIT ?", [*p, n]
+
+    def range_selection(self, lo: Key | None, hi: Key | None) -> tuple[str, list[Any]]:
+        """SQL selecting the source rows with lo < key <= hi (what ``sync`` writes)."""
+        w, p = self.where("s", lo, hi)
+        return f"SELECT s.* FROM {self.src} AS s WHERE {w}", p
+
+    def referenced_by(
+        self, selection: str, params: list[Any], child_cols: list[str], parent_cols: list[str]
+    ) -> tuple[str, list[Any]]:
+        """SQL selecting this (parent) table's in-scope source rows that ``selection``'s rows reference."""
+        w, p = self.where("p")
+        lhs = [f"p.{_quote(c)}" for c in parent_cols]
+        rhs = ", ".join(f"x.{_quote(c)}" for c in child_cols)
+        target = lhs[0] if len(lhs) == 1 else f"({', '.join(lhs)})"
+        return (
+            f"SELECT p.* FROM {self.src} AS p WHERE {w} AND {target} IN (SELECT {rhs} FROM ({selection}) AS x)",
+            [*p, *params],
+        )
+
+    def insert_selected(self, conn: sqlite3.Connection, selection: str, params: list[Any]) -> int:
+        """Insert ``selection``'s rows (of this table) the target lacks; returns how many."""
+        cols = ", ".join(f"y.{c}" for c in self.cols)
+        return int(
+            conn.execute(
+                f"INSERT INTO {self.tgt} ({', '.join(self.cols)}) SELECT {cols} FROM ({selection}) AS y WHERE 1 "
+                f"ON CONFLICT ({', '.join(self.pk)}) DO NOTHING",
+                params,
+            ).rowcount
+        )
+
     def purge_identical(self, conn: sqlite3.Connection) -> tuple[int, int]:
         """Delete the source's in-scope rows that have an identical row in the target.
 
