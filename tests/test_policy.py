@@ -79,7 +79,8 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
     info = pack.analyzer_info()
     levels = {p.name: LEVEL_NAMES[p.enforcementLevel] for p in info.policies}
     assert info.name == "stamps-policies"
-    assert {k for k, v in levels.items() if v == "advisory"} == {"cost-apim-premium-prod-only", "cost-sql-sku-ceiling"}
+    assert {k for k, v in levels.items() if v == "advisory"} == {"cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
+                                                                  "cells-without-standby"}
     assert set(levels) == {
         "sql-public-network-disabled", "sql-entra-only-auth", "sql-min-tls-1-2", "storage-https-only",
         "storage-min-tls-1-2", "storage-no-public-blob-access", "keyvault-purge-protection", "keyvault-soft-delete",
@@ -88,10 +89,10 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "dr-standby-region", "dedicated-tenant-isolation", "cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
         "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles",
-        "traffic-through-api-management",
+        "traffic-through-api-management", "cells-without-standby",
     }
-    assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {"cost-apim-premium-prod-only",
-                                                                              "cost-sql-sku-ceiling"}
+    assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {
+        "cost-apim-premium-prod-only", "cost-sql-sku-ceiling", "cells-without-standby"}
     schemas = {p.name for p in info.policies if p.HasField("configSchema") and p.configSchema.properties}
     assert {"allowed-regions", "required-tags", "cell-alerts", "cost-sql-sku-ceiling"} <= schemas
 
@@ -395,8 +396,9 @@ def test_diagnostics_follow_property_dependencies_when_recorded(pack: PolicyPack
 
 def test_dr_standby_region(pack: PolicyPackProcess) -> None:
     # Primary regions without any standby fail; one CELL without a standby is allowed if the region has DR.
-    assert analyze_stack(pack, dr_pair("retail") + cell("smb", "eastus")) == {}
+    assert set(analyze_stack(pack, dr_pair("retail") + cell("smb", "eastus"))) == {"cells-without-standby"}
     found = analyze_stack(pack, cell("retail", "eastus") + cell("smb", "eastus"))
+    found.pop("cells-without-standby")
     assert found == {"dr-standby-region": [("retail-eastus-app", (
         "primary region eastus has no DR region: none of its CELLs (retail, smb) has a standby (Container App "
         "tagged role=standby and a geo-secondary SQL database) in another region"))]}
@@ -512,3 +514,17 @@ def test_unknown_origin_hosts_are_not_judged_during_preview(pack: PolicyPackProc
         if r["type"] == AN + "cdn:AFDOrigin":
             r["inputs"]["hostName"] = UNKNOWN
     assert "traffic-through-api-management" not in analyze_stack(pack, resources)
+
+
+def test_cells_without_standby_are_reported_advisory_unless_configured_mandatory(prod_plan: Any) -> None:
+    from stamps.policycheck import check_plan
+    from stamps.policycheck.config import parse
+
+    report = check_plan(prod_plan, PACK)
+    found = [(v.policy, v.level, v.message) for v in report.violations]
+    assert found == [("cells-without-standby", "advisory",
+                      "CELL shared-smb has no standby: a failover of eastus strands its tenants (stamps-ops failover "
+                      "refuses without --accept-unprotected shared-smb)")]
+    assert report.exit_code == 0
+    strict = check_plan(prod_plan, PACK, parse({"cells-without-standby": "mandatory"}))
+    assert strict.exit_code == 3

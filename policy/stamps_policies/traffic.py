@@ -14,7 +14,7 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
-from ._common import MANDATORY
+from ._common import ADVISORY, CONTAINER_APP, MANDATORY, safe_tags
 
 UNKNOWN_MARK = "[unknown]"  # what the offline plan writes for a value the engine does not know yet
 
@@ -49,6 +49,23 @@ def _bypass(args: StackValidationArgs, report: ReportViolation) -> None:
             report(finding.message, finding.path[0] if finding.path else None)
 
 
+def _unprotected(args: StackValidationArgs, report: ReportViolation) -> None:
+    """CELLs with no standby: a failover of their region leaves their tenants unreachable until failback."""
+    roles: dict[str, dict[str, Any]] = {}
+    for r in args.resources:
+        if r.resource_type != CONTAINER_APP:
+            continue
+        tags = safe_tags(r.props) or {}
+        if tags.get("cell") and tags.get("role"):
+            roles.setdefault(tags["cell"], {})[tags["role"]] = r
+    for cell, by_role in sorted(roles.items()):
+        primary = by_role.get("primary")
+        if primary is not None and "standby" not in by_role:
+            region = (safe_tags(primary.props) or {}).get("region", "its region")
+            report(f"CELL {cell} has no standby: a failover of {region} strands its tenants (stamps-ops failover "
+                   f"refuses without --accept-unprotected {cell})", primary.urn)
+
+
 def policies() -> list[StackValidationPolicy]:
     return [
         StackValidationPolicy(
@@ -56,4 +73,10 @@ def policies() -> list[StackValidationPolicy]:
             description="No public entry (Front Door origin, App Gateway public listener, Container App ingress) "
                         "reaches a CELL without passing API Management.",
             validate=_bypass, enforcement_level=MANDATORY),
+        # Advisory by default: a prod policy config makes it mandatory with
+        # {"cells-without-standby": "mandatory"} (`stamps policy check --config`, `pulumi preview --policy-pack-config`).
+        StackValidationPolicy(
+            name="cells-without-standby",
+            description="Every CELL has a standby in its region's DR region, or its tenants go dark in a failover.",
+            validate=_unprotected, enforcement_level=ADVISORY),
     ]

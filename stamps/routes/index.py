@@ -76,6 +76,9 @@ class Host:
 class PlanIndex:
     resources: list[Resource]
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    # Memos: a fleet walk resolves the same ids and names thousands of times.
+    _ids: dict[str, Resource | None] = field(default_factory=dict, repr=False)
+    _hosts: dict[tuple[str, str | None], Host | None] = field(default_factory=dict, repr=False)
 
     @cached_property
     def by_type(self) -> dict[str, list[Resource]]:
@@ -92,6 +95,11 @@ class PlanIndex:
         """The planned resource an ARM id names (matched on the names its path carries), or None."""
         if not isinstance(arm_id, str):
             return None
+        if arm_id not in self._ids:
+            self._ids[arm_id] = self._resolve_id(arm_id)
+        return self._ids[arm_id]
+
+    def _resolve_id(self, arm_id: str) -> Resource | None:
         for typ, pattern in _ID_PATTERNS:
             m = pattern.match(arm_id)
             if not m:
@@ -114,14 +122,20 @@ class PlanIndex:
                 out[rec["name"].lower().rstrip(".")] = (str(rec.get("type", "")).upper(), rec["value"])
         return out
 
-    def resolve_host(self, host: str, from_vnet: str | None = None, depth: int = 0) -> Host | None:
+    def resolve_host(self, host: str, from_vnet: str | None = None) -> Host | None:
         """Follow CNAMEs and Azure's naming rules to the resource answering `host`."""
+        key = (host, from_vnet)
+        if key not in self._hosts:
+            self._hosts[key] = self._resolve_host(host, from_vnet, 0)
+        return self._hosts[key]
+
+    def _resolve_host(self, host: str, from_vnet: str | None, depth: int) -> Host | None:
         host = host.lower().rstrip(".")
         if depth > 8:
             return None
         if host in self.dns_records:
             typ, value = self.dns_records[host]
-            return self.resolve_host(value, from_vnet, depth + 1) if typ == "CNAME" else None
+            return self._resolve_host(value, from_vnet, depth + 1) if typ == "CNAME" else None
         m = re.match(r"^([a-z0-9-]+)\.([a-z0-9]+)\.cloudapp\.azure\.com$", host)
         if m:
             for r in self.of(PIP):
