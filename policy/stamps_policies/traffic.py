@@ -73,8 +73,8 @@ def policies() -> list[StackValidationPolicy]:
             description="No public entry (Front Door origin, App Gateway public listener, Container App ingress) "
                         "reaches a CELL without passing API Management.",
             validate=_bypass, enforcement_level=MANDATORY),
-        # Advisory by default: a prod policy config makes it mandatory with
-        # {"cells-without-standby": "mandatory"} (`stamps policy check --config`, `pulumi preview --policy-pack-config`).
+        # Advisory by default: a prod policy config makes it mandatory with {"cells-without-standby":
+        # "mandatory"} (`stamps policy check --config`, `pulumi preview --policy-pack-config`).
         StackValidationPolicy(
             name="cells-without-standby",
             description="Every CELL has a standby in its region's DR region, or its tenants go dark in a failover.",
