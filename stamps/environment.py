@@ -54,6 +54,12 @@ class Environment:
         return [r.name for r in self.config.regions if r.role == "primary"]
 
     @cached_property
+    def cell_slots(self) -> dict[str, int]:
+        from stamps.config.slots import cell_slots
+
+        return cell_slots(self.cells)
+
+    @cached_property
     def tiers(self) -> dict[str, TierConfig]:
         return {t.name: t for t in self.config.tiers}
 

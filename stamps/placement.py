@@ -13,6 +13,7 @@ onboarding playbook calls `placement_for` once and writes the chosen `cell:` int
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -44,13 +45,18 @@ def default_region(cfg: StampsConfig) -> str:
     return next(r.name for r in cfg.regions if r.role == "primary")
 
 
-def dedicated_cell_for(cfg: StampsConfig, tenant: TenantConfig, region: str) -> CellConfig:
+def dedicated_cell_for(cfg: StampsConfig, tenant: TenantConfig, region: str,
+                       also: Sequence[CellConfig] = ()) -> CellConfig:
     """The CELL an enterprise tenant gets: sized like the runbook's dedicated CELLs, with a DR standby."""
     dr = next(r.dr_region for r in cfg.regions if r.name == region)
+    from stamps.config.slots import next_free_slot
+
     return CellConfig(
         name=tenant.id,
         region=region,
         model="dedicated",
+        # A slot of its own for life: removing or reordering CELLs later never moves this CELL's subnet.
+        slot=next_free_slot([*cfg.cells, *also]),
         capacity=1,
         compliance=list(tenant.compliance),
         replicas=Replicas(min=3, max=10),
@@ -95,14 +101,14 @@ def choose_shared_cell(
 
 
 def _dedicated_cell(cfg: StampsConfig, tenant: TenantConfig, region: str, load: Counter[str],
-                    taken: set[str], key: str) -> tuple[CellConfig, bool]:
+                    taken: set[str], key: str, created: Sequence[CellConfig]) -> tuple[CellConfig, bool]:
     """The tenant's own CELL: an unused configured one named after it, else a new one (True = new)."""
     existing = next((c for c in cfg.cells if c.name == tenant.id), None)
     if existing is None:
         if tenant.id in taken:
             raise PlacementError(f"{key}.cell: a dedicated CELL named {tenant.id!r} was already created "
                                  "for another tenant; set cell: explicitly")
-        return dedicated_cell_for(cfg, tenant, region), True
+        return dedicated_cell_for(cfg, tenant, region, created), True
     problems = []
     if existing.model != "dedicated":
         problems.append(f"it is {existing.model}")
@@ -144,7 +150,7 @@ def place(cfg: StampsConfig) -> Placement:
             raise PlacementError(f"{key}.tier: unknown tier {tenant.tier!r}; valid: {', '.join(sorted(tiers))}")
         region = tenant.region or default_region(cfg)
         if tier.model == "dedicated":
-            cell, new = _dedicated_cell(cfg, tenant, region, load, taken, key)
+            cell, new = _dedicated_cell(cfg, tenant, region, load, taken, key, new_cells)
             if new:
                 new_cells.append(cell)
                 taken.add(cell.name)

@@ -83,6 +83,11 @@ CASES: list[tuple[str, Any, list[str]]] = [
      ["stamps:regions[1]", "servingFrom is only set on primary regions"]),
     ("servingFrom typo", lambda c: c["stamps:regions"][0].update(servingFrom="westus"),
      ["stamps:regions[0].servingFrom", "'primary' or 'dr'"]),
+    ("two CELLs on one subnet slot", lambda c: _cells(c)[1].update(slot=0),
+     ["stamps:cells[1].slot: 0 is also the slot of stamps:cells[0]"]),
+    ("slot beyond the network", lambda c: (c["stamps:regions"][0].update(addressSpace="10.10.0.0/20"),
+                                           _cells(c)[3].update(slot=14)),
+     ["stamps:cells[3].slot: slot 14 does not fit eastus's addressSpace 10.10.0.0/20 (14 CELL subnets)"]),
     ("overlapping networks", lambda c: c["stamps:regions"][1].update(addressSpace="10.10.0.0/16"),
      ["stamps:regions[1].addressSpace", "overlaps"]),
 ]

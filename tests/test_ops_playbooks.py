@@ -123,6 +123,7 @@ def test_onboard_enterprise_gets_a_dedicated_cell(ops: Ops) -> None:
     changes = diff_of(ops, "onboard", "megabank", "--tier", "enterprise", "--email", "x@megabank.example")
     cell = next(c for c in ops.stack["stamps:cells"] if c["name"] == "megabank")
     assert cell["model"] == "dedicated" and cell["standby"]["region"] == "westus"
+    assert cell["slot"] == 4, "a new CELL is written with the next free subnet slot, its own for life"
     assert ("create", "cell-megabank-eus-app") in changes and ("create", "cell-megabank-wus-app") in changes
 
 

@@ -301,3 +301,30 @@ def test_several_stacks_in_one_process_do_not_leak(prod_plan: Plan, stack_file: 
     assert all("staging" in r["urn"] for r in staging.resources)
     assert len(again.resources) == len(prod_plan.resources)
     assert diff_plans(prod_plan, again).is_empty
+
+
+def _subnets(plan: Plan) -> dict[tuple[str, str], str]:
+    return {(v["name"], s["name"]): s["addressPrefix"] for v in plan.by_type("azure-native:network:VirtualNetwork")
+            for s in v["inputs"]["subnets"]}
+
+
+def test_removing_or_reordering_cells_moves_no_other_cells_subnet(prod_plan: Plan, stack_file: StackFile) -> None:
+    """Azure refuses to re-prefix a delegated subnet in use: a CELL's /24 is its for life."""
+    before = _subnets(prod_plan)
+
+    def drop_retail(cfg: dict[str, Any]) -> None:
+        cfg["stamps:cells"] = [c for c in cfg["stamps:cells"] if c["name"] != "retail"]
+
+    def reverse(cfg: dict[str, Any]) -> None:
+        cfg["stamps:cells"].reverse()
+
+    def add_cell(cfg: dict[str, Any]) -> None:
+        cfg["stamps:cells"].insert(0, {"name": "newcell", "region": "eastus", "model": "shared", "capacity": 5})
+
+    for edit in (drop_retail, reverse, add_cell):
+        after = _subnets(plan_stack(ROOT, "prod", stack_file(edit)))
+        moved = {k: (before[k], v) for k, v in after.items() if k in before and before[k] != v}
+        assert moved == {}, f"{edit.__name__} moved {moved}"
+    # The CELL added first in the list still gets a free slot, after the four taken ones.
+    added = _subnets(plan_stack(ROOT, "prod", stack_file(add_cell)))
+    assert added[("region-eastus-vnet", "snet-cell-newcell")] == "10.10.6.0/24"

@@ -16,9 +16,10 @@ import pulumi_azure_native as azure
 
 from stamps.components.base import StampsComponent, role_assignment_name, role_definition_id
 from stamps.components.cell import Cell, CellNetwork, Shared
+from stamps.config.slots import RESERVED
 from stamps.environment import CellInstance, Environment
 
-APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, 2
+APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, RESERVED
 HEALTH_PREFIX = "/health/"
 
 
@@ -56,8 +57,8 @@ def subnet_slots(address_space: str) -> list[str]:
 
 
 def cell_slot(env: Environment, cell: str) -> int:
-    """A CELL keeps the same slot in its primary and DR regions: its position in the CELL list."""
-    return FIRST_CELL_SLOT + [c.name for c in env.cells].index(cell)
+    """A CELL keeps the same /24 in its primary and DR regions, for life (stamps/config/slots.py)."""
+    return FIRST_CELL_SLOT + env.cell_slots[cell]
 
 
 class Region(StampsComponent):

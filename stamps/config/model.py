@@ -282,6 +282,11 @@ class CellConfig(Section):
     sql: SqlConfig = SqlConfig()
     standby: StandbyConfig | None = None
     alerts_enabled: bool = True
+    slot: int | None = Field(
+        None, ge=0, le=253,
+        description="the CELL's /24 among the CELL subnets of its regions, kept for life (the playbooks that add "
+                    "CELLs write it); unset CELLs take the lowest free slots in list order",
+    )
     isolation: IsolationRecord | None = None
     restores: list[RestoreConfig] = []
 

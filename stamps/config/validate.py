@@ -173,10 +173,30 @@ def check_alert_rules(cfg: StampsConfig, out: Problems) -> None:
     out.extend(check_overrides(cfg))
 
 
+def check_slots(cfg: StampsConfig, out: Problems) -> None:
+    from stamps.config.slots import capacity, cell_slots
+
+    seen: dict[int, int] = {}
+    for i, c in enumerate(cfg.cells):
+        if c.slot is None:
+            continue
+        if c.slot in seen:
+            out.append(f"stamps:cells[{i}].slot: {c.slot} is also the slot of stamps:cells[{seen[c.slot]}]; "
+                       "each CELL keeps its own subnet")
+        seen.setdefault(c.slot, i)
+    slots = cell_slots(cfg.cells)
+    spaces = {r.name: r.address_space for r in cfg.regions}
+    for i, c in enumerate(cfg.cells):
+        for region in (c.region, c.standby.region if c.standby else None):
+            if region in spaces and slots[c.name] >= capacity(spaces[region]):
+                out.append(f"stamps:cells[{i}].slot: slot {slots[c.name]} does not fit {region}'s addressSpace "
+                           f"{spaces[region]} ({capacity(spaces[region])} CELL subnets); use a larger range")
+
+
 RULES: tuple[Callable[[StampsConfig, Problems], None], ...] = (
     check_unique, check_regions, check_cells, check_tenants, check_tenant_emails, check_capacity, check_kpis,
     check_misc,
-    check_alert_rules,
+    check_alert_rules, check_slots,
 )
 
 
