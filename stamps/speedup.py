@@ -57,7 +57,8 @@ can be switched off for the benchmark with its variable set to 0/false/no/off:
 - ``STAMPS_PLAN_GC``: the cyclic garbage collector is disabled while the program registers resources
   and restored afterwards (exceptions included). A plan allocates millions of long-lived SDK objects
   (Outputs, Tasks, futures) and the collector kept re-traversing them: ~40% of a 3,000-resource plan.
-  Plans hold little cyclic garbage, so peak memory barely moves (benchmarks/plan_bench.py shows it).
+  Peak memory barely moves (benchmarks/plan_bench.py shows it). In the `stamps` CLI process the finished
+  plan's objects are frozen rather than collected, since the fast exit frees them (see plan_shortcuts).
 - ``STAMPS_PLAN_STACK``: ``pulumi.runtime.resource._get_stack_trace`` (called once per resource) is
   replaced by ``_cheap_get_stack_trace``, which builds the same ``StackTrace`` message from the same
   frames: it walks ``f_back`` itself instead of ``traceback.extract_stack`` (which reads every source line
@@ -454,18 +455,35 @@ def _stack_capture_reason() -> str | None:
     return None
 
 
+_FROZE = threading.Event()  # set while the objects of an earlier plan sit in gc's permanent generation
+
+
+def _exits_fast() -> bool:
+    return _plan_shortcut_reason(FAST_EXIT_ENV_VAR) is None and is_cli_process()
+
+
 @contextmanager
 def plan_shortcuts() -> Iterator[dict[str, str]]:
     """Around one offline plan: GC paused and cheap stack capture, each when allowed; restored on exit.
 
     Yields {"gc": ..., "stack": ...}: "active" or why the shortcut is off. Not re-entrant (the offline
     engine plans one stack at a time under its lock).
+
+    When the collector comes back on, its first collection would traverse every object the plan made and
+    free the SDK's object graph (~2 s on a 3,000-resource plan). A library caller pays that, as it would
+    have with the collector on. In the `stamps` CLI process, which ends with `exit_fast`, the plan's objects
+    are frozen instead (`gc.freeze`: the collector skips them; the process exit frees them); a further plan
+    in that process unfreezes and collects them first, so memory holds at most one plan's garbage.
     """
     state: dict[str, str] = {}
     gc_reason = _plan_shortcut_reason(GC_ENV_VAR)
     gc_was_enabled = gc.isenabled()
     stack_reason = _stack_capture_reason()
     try:
+        if _FROZE.is_set():
+            _FROZE.clear()
+            gc.unfreeze()
+            gc.collect()
         if gc_reason is None:
             gc.disable()
         if stack_reason is None:
@@ -477,6 +495,9 @@ def plan_shortcuts() -> Iterator[dict[str, str]]:
         if runtime_resource._get_stack_trace is _cheap_get_stack_trace:
             runtime_resource._get_stack_trace = _STOCK_GET_STACK_TRACE
         if gc_was_enabled:
+            if gc_reason is None and _exits_fast():
+                gc.freeze()
+                _FROZE.set()
             gc.enable()
 
 
