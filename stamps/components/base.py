@@ -107,6 +107,34 @@ class StampsComponent(pulumi.ComponentResource):
             opts=self.opts(),
         )
 
+    def private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,
+                          subnet_id: pulumi.Input[str], zone_id: pulumi.Input[str], rg: pulumi.Input[str],
+                          region: str, tags: dict[str, str]) -> azure.network.PrivateEndpoint:
+        """A private endpoint to `target_id`'s `group`, registered in the private DNS zone `zone_id`."""
+        pe = azure.network.PrivateEndpoint(
+            self.child(f"pe-{what}"),
+            private_endpoint_name=f"pe-{self._name}-{what}",
+            resource_group_name=rg,
+            location=region,
+            subnet=azure.network.SubnetArgs(id=subnet_id),
+            private_link_service_connections=[
+                azure.network.PrivateLinkServiceConnectionArgs(
+                    name=f"{self._name}-{what}", private_link_service_id=target_id, group_ids=[group]
+                )
+            ],
+            tags=tags,
+            opts=self.opts(),
+        )
+        azure.network.PrivateDnsZoneGroup(
+            self.child(f"pe-{what}-dns"),
+            private_dns_zone_group_name="default",
+            private_endpoint_name=pe.name,
+            resource_group_name=rg,
+            private_dns_zone_configs=[azure.network.PrivateDnsZoneConfigArgs(name=what, private_dns_zone_id=zone_id)],
+            opts=self.opts(),
+        )
+        return pe
+
 
 def role_assignment_name(scope: pulumi.Input[str], principal_id: pulumi.Input[str],
                          role_definition: pulumi.Input[str]) -> pulumi.Output[str]:

@@ -19,7 +19,7 @@ from stamps.placement import PlacementError, place
 
 NAMESPACE = "stamps"
 # Secret keys live outside the typed model: they are only ever handled as Pulumi secret Outputs.
-SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl")
+SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl", "edgeCertificatePfx")
 
 def _model_keys() -> set[str]:
     return {info.alias or name for name, info in StampsConfig.model_fields.items()}
@@ -79,6 +79,8 @@ def read_pulumi_config() -> dict[str, Any]:
 
 def load_environment(project: str, stack: str, values: dict[str, Any]) -> Environment:
     """Validate `values` (camelCase `stamps:` keys) and resolve the environment; raise ConfigError."""
+    # Secret keys are never model values (they are read as secret Outputs where used); callers may pass them.
+    values = {k: v for k, v in values.items() if k not in SECRET_KEYS}
     unknown = sorted(set(values) - _model_keys())
     problems = [
         f"{NAMESPACE}:{k}: unknown key; valid keys: {', '.join(sorted(_model_keys() | set(SECRET_KEYS)))}"
