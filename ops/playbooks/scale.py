@@ -1,7 +1,7 @@
 """Scaling triggers (runbook: "Performance & Scaling" → "Scaling Triggers") as stack updates.
 
-For every CELL's serving instance (its primary; its standby instead while the stack is failed over to the
-standby's region or the primary's region is drilled out) the playbook reads the Container App's
+For every CELL's serving instance (its primary; its standby instead while its primary region is failed over
+or drilled out) the playbook reads the Container App's
 CpuPercentage, MemoryPercentage, Requests and Replicas and the SQL database's cpu_percent (and
 dtu_consumption_percent on DTU service objectives) from Azure Monitor at a 5-minute grain, and compares
 them with `stamps:scaling`:
@@ -394,8 +394,7 @@ def serving_instances(env: Environment, cell: CellConfig) -> list[CellInstance]:
     to the standby's region or the primary's region is drilled out. Only those drive decisions, so a dead
     primary region's unreadable metrics never stop the live standby from scaling."""
     standby = next((i for i in env.instances if i.name == cell.name and i.role == "standby"), None)
-    if standby is not None and (env.active_region == standby.region
-                                or not env.regions[cell.region].traffic_enabled):
+    if standby is not None and (env.failed_over(cell.region) or not env.regions[cell.region].traffic_enabled):
         return [standby]  # it runs at the CELL's replicas while serving (stamps.environment)
     return [i for i in env.instances if i.name == cell.name and i.role == "primary"]
 
@@ -629,6 +628,11 @@ def parse_simulation(items: Sequence[str], env: Any) -> dict[str, dict[str, floa
                 values[name] = float(raw)
             except ValueError:
                 raise PlaybookError(f"--simulate: {pair!r} needs a number, like cpu=95") from None
+            # Percentages stop at 100; a rate (requests per minute) has no ceiling but is never negative.
+            top = None if name == "requests" else 100.0
+            if not (values[name] >= 0 and (top is None or values[name] <= top)) or values[name] == float("inf"):
+                valid = "0 or more" if top is None else "0-100 (a percentage)"
+                raise PlaybookError(f"--simulate: {pair!r}: {name} must be {valid}")
         if not values:
             raise PlaybookError(f"--simulate: {item!r} names no metric; e.g. {cell}:cpu=95,sql=85")
         spec[cell] = values
