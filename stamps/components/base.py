@@ -38,6 +38,8 @@ ROLE_IDS = {
     # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
     # Publishes all telemetry (not only metrics) to an Application Insights resource with local auth disabled:
     # https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
