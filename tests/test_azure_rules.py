@@ -57,7 +57,7 @@ def zone_violations(plan: Plan) -> list[str]:
 def pack_violations(plan: Plan, regions: list[str]) -> list[tuple[str, str]]:
     """The policy pack's mandatory findings on a plan, with the fleet's regions allowed."""
     report = check_plan(plan, ROOT / "policy", parse({"allowed-regions": {"allowedRegions": regions}}))
-    return [(v.policy, v.name) for v in report.violations]
+    return [(v.policy, v.name) for v in report.violations if v.level == "mandatory"]
 
 
 # --- 1. region capabilities ----------------------------------------------------------------------------------
