@@ -9,7 +9,9 @@ offline stand-in used when the stack itself is only planned offline: a JSON file
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -124,6 +126,14 @@ class LocalTenantDirectory:
         return self._load().get(tenant_id)
 
     def upsert(self, record: dict[str, Any]) -> None:
-        data = self._load()
-        data[str(record["tenantId"])] = record
-        write_json_atomic(self.path, data)
+        # Read-modify-write under an exclusive flock on a sidecar file: concurrent onboardings (threads or
+        # processes) each see the others' records instead of overwriting them.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = self._load()
+            data[str(record["tenantId"])] = record
+            write_json_atomic(self.path, data)
+        finally:
+            os.close(fd)  # releases the lock

@@ -320,3 +320,28 @@ def test_unknown_or_malformed_stack_exits_2_naming_stack(project: Path, name: st
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert Ops(project)("isolate", "retail", "--reason", "x", "--stack", name) == 2
     assert message in capsys.readouterr().err
+
+
+def _upserts(path: str, start: int, count: int) -> None:
+    from ops.tenant_directory import LocalTenantDirectory
+
+    directory = LocalTenantDirectory(Path(path))
+    for i in range(start, start + count):
+        directory.upsert({"tenantId": f"t{i}", "cellName": "retail"})
+
+
+def test_concurrent_directory_updates_are_all_kept(tmp_path: Path) -> None:
+    """The offline tenant directory once lost 112 of 300 concurrent updates (read-modify-write races)."""
+    import multiprocessing
+    import threading
+
+    path = tmp_path / "directory-prod.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_upserts, args=(str(path), n * 75, 75)) for n in range(2)]
+    threads = [threading.Thread(target=_upserts, args=(str(path), 150 + n * 75, 75)) for n in range(2)]
+    for w in [*procs, *threads]:
+        w.start()
+    for w in [*procs, *threads]:
+        w.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(json.loads(path.read_text())) == 300
