@@ -126,10 +126,10 @@ class LocalTenantDirectory:
         return self._load().get(tenant_id)
 
     def upsert(self, record: dict[str, Any]) -> None:
-        # Read-modify-write under an exclusive flock on a sidecar file: concurrent onboardings (threads or
-        # processes) each see the others' records instead of overwriting them.
+        # Read-modify-write under an exclusive flock on the directory that holds the file (the file itself is
+        # replaced by each write): concurrent onboardings, threads or processes, keep each other's records.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path.parent, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = self._load()

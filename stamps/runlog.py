@@ -9,6 +9,7 @@ Only the newest `KEEP` logs are kept.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import logging
@@ -54,7 +55,7 @@ class _OneLine(logging.Formatter):
     13-line dump; the log file and `-v` keep it whole)."""
 
     def __init__(self, extra: Sequence[Callable[[str], str]], where: str) -> None:
-        super().__init__("%(levelname)s: %(message)s")
+        super().__init__("%(message)s")  # as Python prints a warning with no logging set up
         self.extra, self.where = extra, where
 
     def format(self, record: logging.LogRecord) -> str:
@@ -63,7 +64,7 @@ class _OneLine(logging.Formatter):
         record.stack_info = None
         lines = record.getMessage().splitlines() or [""]
         more = f" (+{len(lines) - 1} lines: {self.where})" if len(lines) > 1 else ""
-        record.msg, record.args = clip(lines[0].strip(), 200) + more, None
+        record.msg, record.args = clip(lines[0].rstrip(), 1000) + more, None
         return redact(super().format(record), self.extra)
 
 
@@ -109,8 +110,19 @@ class RunLog:
         # INFO by default (DEBUG from the SDKs is large and slow to write); -v: everything, in the file too.
         root.setLevel(logging.DEBUG if verbose else logging.INFO)
         logging.getLogger("stamps.run").info("%s %s", tool, " ".join(clip(a, 500) for a in self._argv))
+        self._finished = False
+        # `stamps plan` may end the process with os._exit after the atexit handlers (stamps.speedup.exit_fast).
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        if not self._finished:
+            self.finish(0, error="(the process ended through the fast exit path)")
 
     def finish(self, code: int, console_text: str = "", error: str = "") -> None:
+        if self._finished:
+            return
+        self._finished = True
+        atexit.unregister(self._at_exit)
         log = logging.getLogger("stamps.run")
         if console_text:
             log.info("console output:\n%s", console_text.rstrip())

@@ -50,7 +50,8 @@ def test_plan_against_reads_like_pulumi_preview(  # type: ignore[no-untyped-def]
     # The same count as the summary table and the offline runner give.
     console = make_console(file=io.StringIO())
     console.print(summary(prod_plan))
-    assert f"{total} resources: " in console.file.getvalue()  # type: ignore[attr-defined]
+    assert f"{total} resources: {total - 25} resources in 24 components, and the stack" in \
+        console.file.getvalue()  # type: ignore[attr-defined]
 
 
 def _plan(**inputs: object) -> Plan:
@@ -115,7 +116,7 @@ def test_credential_chain_failures_are_one_line_without_verbose(tmp_path: Path,
     log.finish(0)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("WARNING: DefaultAzureCredential failed to retrieve a token") and "+8 lines" in err
+    assert err.startswith("DefaultAzureCredential failed to retrieve a token") and "+8 lines" in err
     assert log.path is not None and "AzureCliCredential: Azure CLI not found" in log.path.read_text()
     verbose = RunLog(None, "stamps-ops", "failover", ["failover"], verbose=1)
     logging.getLogger("azure.identity").warning(CREDENTIAL_DUMP)

@@ -61,7 +61,7 @@ def summary(plan: Plan) -> Table:
     components = len(plan.resources) - custom
     total = resource_count(plan)
     table = Table(title=f"{plan.project}/{plan.stack}: resources to create",
-                  caption=f"{total} resources: {custom} custom, {components} components, 1 stack")
+                  caption=f"{total} resources: {custom} resources in {components} components, and the stack")
     table.add_column("type", no_wrap=True, min_width=48)
     table.add_column("count", justify="right")
     counts = Counter(r["type"] for r in plan.resources)
