@@ -99,7 +99,7 @@ def _apps(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def test_every_template_change_gets_a_new_revision_suffix(prod_plan: Plan, stack_file: StackFile) -> None:
     def fail_over(cfg: dict[str, Any]) -> None:
-        cfg["stamps:activeRegion"] = "westus"
+        cfg["stamps:regions"][0]["servingFrom"] = "dr"
 
     after = _apps(plan_stack(ROOT, "prod", stack_file(fail_over)))
     before = _apps(prod_plan)

@@ -29,7 +29,10 @@ from tests.test_ops_playbooks import Ops
 def _failover_plan(tmp_path: Path, stack_file) -> tuple[Path, Path]:  # type: ignore[no-untyped-def]
     before = tmp_path / "prod.plan.json"
     cached_plan(ROOT, "prod").write(before)
-    variant = stack_file(lambda c: c.update({"stamps:activeRegion": "westus"}))
+    def fail_over(config: dict) -> None:  # type: ignore[type-arg]
+        next(r for r in config["stamps:regions"] if r["name"] == "eastus")["servingFrom"] = "dr"
+
+    variant = stack_file(fail_over)
     return before, variant
 
 
@@ -40,13 +43,14 @@ def test_plan_against_reads_like_pulumi_preview(  # type: ignore[no-untyped-def]
                         str(before), "--no-tree"]) == 0
     out = capsys.readouterr().out
     assert f"Previewing update (stamps/prod) against {before}" in out
-    tree_lines = [line for line in out.splitlines() if "routing-tm update" in line]
-    assert tree_lines and all("~ azure-native:trafficmanager:Profile routing-tm update" in x for x in tree_lines)
+    tree_lines = [line for line in out.splitlines() if "routing-tm-eastus update" in line]
+    assert tree_lines and all("~ azure-native:trafficmanager:Profile routing-tm-eastus update" in x
+                              for x in tree_lines)
     assert not any(re.search(r"\+ azure-native:trafficmanager:Profile routing-tm", x) for x in out.splitlines())
     assert "~ dnsConfig.ttl: 300 => 60" in out and "~ endpoints[0].priority: 1 => 2" in out
-    assert "Outputs:" in out and '~ activeRegion: "eastus" => "westus"' in out
+    assert "Outputs:" in out and '~ servingFrom.eastus: "eastus" => "westus"' in out
     total = resource_count(prod_plan)
-    assert f"6 changes. {total - 6} unchanged" in out
+    assert f"4 changes. {total - 4} unchanged" in out
     # The same count as the summary table and the offline runner give.
     console = make_console(file=io.StringIO())
     console.print(summary(prod_plan))
@@ -79,7 +83,7 @@ def test_updates_show_old_and_new_values_with_secrets_masked_and_replacements_ma
 def test_the_offline_runner_counts_like_the_plan(project: Path) -> None:
     runner = OfflineRunner(project, "prod", plan_stack=cached_plan)
     cfg = StackConfigFile.for_stack(project, "prod")
-    cfg.set("stamps:activeRegion", "westus")
+    cfg.set("stamps:regions[name=eastus].servingFrom", "dr")
     result = runner.preview(cfg)
     plan = runner.plan(cfg)
     assert result.change_summary["update"] + result.change_summary["same"] == resource_count(plan)

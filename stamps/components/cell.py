@@ -39,6 +39,7 @@ class CellNetwork:
     """What the regional layer hands a CELL: its subnet and the private endpoint plumbing."""
 
     subnet_id: pulumi.Input[str]
+    vnet_id: pulumi.Input[str]
     endpoint_subnet_id: pulumi.Input[str]
     sql_dns_zone_id: pulumi.Input[str]
     blob_dns_zone_id: pulumi.Input[str]
@@ -115,7 +116,10 @@ class Cell(StampsComponent):
         super().__init__("stamps:cell:Cell", name, opts)
         n = env.naming
         cfg = inst.cell
-        tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role)
+        # A dedicated CELL names its tenant: `stamps routes` proves no other tenant's traffic reaches it.
+        dedicated = inst.tenants[0].id if inst.model == "dedicated" and len(inst.tenants) == 1 else ""
+        tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role,
+                        tenant=dedicated)
         self.instance = inst
         # Zone redundancy: a choice per CELL (and per standby), on by default where the region offers zones.
         zone_choice = cfg.zone_redundant if inst.role == "primary" else (cfg.standby.zone_redundant
@@ -146,6 +150,7 @@ class Cell(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.environment, shared.workspace_id)
+        self._environment_dns(net, rg, tags)
 
         version = cfg.canary.version if cfg.canary else cfg.version
         template = container_template(inst, app, version, shared.app_insights_connection_string)
@@ -432,6 +437,25 @@ class Cell(StampsComponent):
             max_size_bytes=cfg.sql.max_size_gb * 1024**3,
             requested_backup_storage_redundancy="Geo",
             **common,  # type: ignore[arg-type]
+        )
+
+    def _environment_dns(self, net: CellNetwork, rg: pulumi.Input[str], tags: dict[str, str]) -> None:
+        """An internal environment's domain resolves only through a private zone named after it, with every
+        name pointing at the environment's static IP: the regional App Gateway reaches the app by its FQDN
+        (learn.microsoft.com/azure/container-apps/waf-app-gateway)."""
+        zone = azure.privatedns.PrivateZone(
+            self.child("cae-dns"), private_zone_name=self.environment.default_domain, resource_group_name=rg,
+            location="global", tags=tags, opts=self.opts(),
+        )
+        azure.privatedns.PrivateRecordSet(
+            self.child("cae-dns-any"), private_zone_name=zone.name, relative_record_set_name="*", record_type="A",
+            resource_group_name=rg, ttl=300,
+            a_records=[azure.privatedns.ARecordArgs(ipv4_address=self.environment.static_ip)], opts=self.opts(),
+        )
+        azure.privatedns.VirtualNetworkLink(
+            self.child("cae-dns-link"), virtual_network_link_name=f"link-{self._name}", private_zone_name=zone.name,
+            resource_group_name=rg, location="global", registration_enabled=False,
+            virtual_network=azure.privatedns.SubResourceArgs(id=net.vnet_id), tags=tags, opts=self.opts(),
         )
 
     def _private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,

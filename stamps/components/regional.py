@@ -19,6 +19,34 @@ from stamps.components.cell import Cell, CellNetwork, Shared
 from stamps.environment import CellInstance, Environment
 
 APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, 2
+HEALTH_PREFIX = "/health/"
+
+
+def health_path(primary: str) -> str:
+    """The gateway path a primary region's Traffic Manager probe calls: healthy while one of its CELLs is."""
+    return f"{HEALTH_PREFIX}{primary}"
+
+
+def edge_rules(api_management_ips: pulumi.Input[list[str]]) -> list[azure.network.WebApplicationFirewallCustomRuleArgs]:
+    """Only API Management reaches a CELL: the gateway admits its addresses, and anyone on the health paths
+    (probes; they return no tenant data), and blocks everything else before routing."""
+    def cond(variable: str, operator: str, values: pulumi.Input[list[str]]) -> azure.network.MatchConditionArgs:
+        return azure.network.MatchConditionArgs(
+            match_variables=[azure.network.MatchVariableArgs(variable_name=variable)],
+            operator=operator, match_values=values)
+
+    return [
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="AllowApiManagement", priority=10, rule_type="MatchRule", action="Allow", state="Enabled",
+            match_conditions=[cond("RemoteAddr", "IPMatch", api_management_ips)]),
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="AllowHealthProbes", priority=20, rule_type="MatchRule", action="Allow", state="Enabled",
+            match_conditions=[cond("RequestMethod", "Equal", ["GET", "HEAD"]),
+                              cond("RequestUri", "BeginsWith", [HEALTH_PREFIX])]),
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="BlockEveryoneElse", priority=100, rule_type="MatchRule", action="Block", state="Enabled",
+            match_conditions=[cond("RemoteAddr", "IPMatch", ["0.0.0.0/0"])]),
+    ]
 PRIVATE_ZONES = {"sql": "privatelink.database.windows.net", "blob": "privatelink.blob.core.windows.net"}
 
 
@@ -36,6 +64,7 @@ class Region(StampsComponent):
     """One Azure region of the environment with the CELL instances it hosts."""
 
     def __init__(self, name: str, env: Environment, region: str, shared: Shared,
+                 api_management_ips: pulumi.Input[list[str]],
                  primary_databases: dict[str, pulumi.Input[str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:regional:Region", name, opts)
@@ -148,6 +177,7 @@ class Region(StampsComponent):
         for inst in instances:
             net = CellNetwork(
                 subnet_id=subnet_ids.apply(lambda ids, s=f"snet-cell-{inst.name}": ids[s]),
+                vnet_id=self.vnet.id,
                 endpoint_subnet_id=subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]),
                 sql_dns_zone_id=zones["sql"],
                 blob_dns_zone_id=zones["blob"],
@@ -195,6 +225,7 @@ class Region(StampsComponent):
             policy_settings=azure.network.PolicySettingsArgs(
                 state="Enabled", mode="Prevention", request_body_check=True,
             ),
+            custom_rules=edge_rules(api_management_ips),
             managed_rules=azure.network.ManagedRulesDefinitionArgs(
                 managed_rule_sets=[
                     azure.network.ManagedRuleSetArgs(rule_set_type="OWASP", rule_set_version="3.2"),
@@ -233,28 +264,52 @@ class Region(StampsComponent):
 
         pools = [azure.network.ApplicationGatewayBackendAddressPoolArgs(name="pool-unrouted")]
         settings, probes, rules = [], [], []
-        for cell in self.cells:
-            inst: CellInstance = cell.instance
-            c = inst.name
-            # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
-            addresses = [] if inst.isolated else [
-                azure.network.ApplicationGatewayBackendAddressArgs(ip_address=cell.static_ip)
-            ]
+
+        def ready_path(cell: Cell) -> str:
+            # The gateway probes what the app's own readiness probe calls (stamps:app.readinessPath).
+            app = env.config.app_for(cell.instance.cell)
+            return app.readiness_path if app else "/"
+
+        def backend(key: str, fqdns: list[pulumi.Output[str]], probe_path: str,
+                    path_override: str | None = None) -> None:
+            # Backends by FQDN with the host name taken from it: the environment's ingress routes by host,
+            # and one pool may hold several CELLs (the health pools).
             pools.append(azure.network.ApplicationGatewayBackendAddressPoolArgs(
-                name=f"pool-{c}", backend_addresses=addresses))
+                name=f"pool-{key}", backend_addresses=[
+                    azure.network.ApplicationGatewayBackendAddressArgs(fqdn=f) for f in fqdns]))
             probes.append(azure.network.ApplicationGatewayProbeArgs(
-                name=f"probe-{c}", protocol="Https", host=cell.fqdn, path="/health", interval=30, timeout=30,
-                unhealthy_threshold=3, pick_host_name_from_backend_http_settings=False,
+                name=f"probe-{key}", protocol="Https", path=probe_path, interval=30, timeout=30,
+                unhealthy_threshold=3, pick_host_name_from_backend_http_settings=True,
             ))
             settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
-                name=f"settings-{c}", port=443, protocol="Https", cookie_based_affinity="Disabled",
-                host_name=cell.fqdn, request_timeout=30, probe=ref("probes", f"probe-{c}"),
+                name=f"settings-{key}", port=443, protocol="Https", cookie_based_affinity="Disabled",
+                pick_host_name_from_backend_address=True, request_timeout=30, path=path_override,
+                probe=ref("probes", f"probe-{key}"),
             ))
-            rules.append(azure.network.ApplicationGatewayPathRuleArgs(
-                name=f"path-{c}", paths=[f"/cells/{c}/*"],
-                backend_address_pool=ref("backendAddressPools", f"pool-{c}"),
-                backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{c}"),
-            ))
+
+        def rule(key: str, path: str) -> azure.network.ApplicationGatewayPathRuleArgs:
+            return azure.network.ApplicationGatewayPathRuleArgs(
+                name=f"path-{key}", paths=[path],
+                backend_address_pool=ref("backendAddressPools", f"pool-{key}"),
+                backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{key}"),
+            )
+
+        for cell in self.cells:
+            inst: CellInstance = cell.instance
+            # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
+            backend(inst.name, [] if inst.isolated else [cell.fqdn], ready_path(cell))
+            rules.append(rule(inst.name, f"/cells/{inst.name}/*"))
+        # One health path per primary region this gateway serves for: its pool holds exactly the CELL
+        # instances that serve that region's tenants from here, so a Traffic Manager probe on it fails when
+        # they all fail, and never lands in the empty default pool.
+        for primary in env.primaries_backed_by(region):
+            members = [c for c in self.cells if c.instance.cell.region == primary and not c.instance.isolated]
+            if not members:
+                continue
+            key = f"health-{primary}"
+            # The probe path is rewritten to the apps' readiness path: the health path returns no tenant data.
+            backend(key, [c.fqdn for c in members], ready_path(members[0]), path_override=ready_path(members[0]))
+            rules.append(rule(key, health_path(primary)))
         settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
             name="settings-unrouted", port=443, protocol="Https", cookie_based_affinity="Disabled", request_timeout=30,
         ))

@@ -21,6 +21,14 @@ NAMESPACE = "stamps"
 # Secret keys live outside the typed model: they are only ever handled as Pulumi secret Outputs.
 SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl")
 
+# Keys of earlier versions: a stack file that still has one gets told what replaced it, never misread.
+RETIRED_KEYS: dict[str, str] = {
+    "activeRegion": "replaced by per-region serving state: every primary region serves its own CELLs; to keep a "
+                    "region failed over set `servingFrom: dr` on it under stamps:regions (stamps-ops failover "
+                    "--region R does this), then delete activeRegion",
+}
+
+
 def _model_keys() -> set[str]:
     return {info.alias or name for name, info in StampsConfig.model_fields.items()}
 
@@ -81,6 +89,7 @@ def load_environment(project: str, stack: str, values: dict[str, Any]) -> Enviro
     """Validate `values` (camelCase `stamps:` keys) and resolve the environment; raise ConfigError."""
     unknown = sorted(set(values) - _model_keys())
     problems = [
+        f"{NAMESPACE}:{k}: {RETIRED_KEYS[k]}" if k in RETIRED_KEYS else
         f"{NAMESPACE}:{k}: unknown key; valid keys: {', '.join(sorted(_model_keys() | set(SECRET_KEYS)))}"
         for k in unknown
     ]
@@ -120,7 +129,7 @@ def _check_names(env: Environment) -> None:
     """Derive every globally unique name up front so a too-long id fails before any resource exists."""
     problems = []
     n = env.naming
-    for fn in (n.front_door_endpoint, n.traffic_manager_dns, n.cosmos, n.apim):
+    for fn in (n.front_door_endpoint, n.cosmos, n.apim):
         try:
             fn()
         except NameError_ as err:
@@ -128,6 +137,8 @@ def _check_names(env: Environment) -> None:
     for region in env.deployed_regions:
         try:
             n.key_vault(region)
+            if region in env.primary_regions:
+                n.traffic_manager_dns(region)
         except NameError_ as err:
             problems.append(f"stamps:regions: {err}")
     index = {c.name: i for i, c in enumerate(env.config.cells)}
