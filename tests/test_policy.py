@@ -87,7 +87,8 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "apim-tenant-header-override", "apim-tier-tenant-header", "cell-alerts", "cell-diagnostics",
         "dr-standby-region", "dedicated-tenant-isolation", "cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
-        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles",
+        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "zone-support",
+        "gateway-certificate-and-role",
         "traffic-through-api-management",
     }
     assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {"cost-apim-premium-prod-only",

@@ -330,9 +330,9 @@ class Cell(StampsComponent):
                    shared.subscription_id)
 
         # --- Private endpoints: the only network path to the CELL's data ---------------------------------
-        self._private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
+        self.private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
                                rg, inst.region, tags)
-        self._private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
+        self.private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
                                rg, inst.region, tags)
 
         self.fqdn: pulumi.Output[str] = self.app.configuration.apply(
@@ -456,30 +456,4 @@ class Cell(StampsComponent):
             self.child("cae-dns-link"), virtual_network_link_name=f"link-{self._name}", private_zone_name=zone.name,
             resource_group_name=rg, location="global", registration_enabled=False,
             virtual_network=azure.privatedns.SubResourceArgs(id=net.vnet_id), tags=tags, opts=self.opts(),
-        )
-
-    def _private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,
-                          subnet_id: pulumi.Input[str], zone_id: pulumi.Input[str], rg: pulumi.Input[str],
-                          region: str, tags: dict[str, str]) -> None:
-        pe = azure.network.PrivateEndpoint(
-            self.child(f"pe-{what}"),
-            private_endpoint_name=f"pe-{self._name}-{what}",
-            resource_group_name=rg,
-            location=region,
-            subnet=azure.network.SubnetArgs(id=subnet_id),
-            private_link_service_connections=[
-                azure.network.PrivateLinkServiceConnectionArgs(
-                    name=f"{self._name}-{what}", private_link_service_id=target_id, group_ids=[group]
-                )
-            ],
-            tags=tags,
-            opts=self.opts(),
-        )
-        azure.network.PrivateDnsZoneGroup(
-            self.child(f"pe-{what}-dns"),
-            private_dns_zone_group_name="default",
-            private_endpoint_name=pe.name,
-            resource_group_name=rg,
-            private_dns_zone_configs=[azure.network.PrivateDnsZoneConfigArgs(name=what, private_dns_zone_id=zone_id)],
-            opts=self.opts(),
         )

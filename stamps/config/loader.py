@@ -19,7 +19,7 @@ from stamps.placement import PlacementError, place
 
 NAMESPACE = "stamps"
 # Secret keys live outside the typed model: they are only ever handled as Pulumi secret Outputs.
-SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl")
+SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl", "edgeCertificatePfx")
 
 # Keys of earlier versions: a stack file that still has one gets told what replaced it, never misread.
 RETIRED_KEYS: dict[str, str] = {
@@ -87,6 +87,8 @@ def read_pulumi_config() -> dict[str, Any]:
 
 def load_environment(project: str, stack: str, values: dict[str, Any]) -> Environment:
     """Validate `values` (camelCase `stamps:` keys) and resolve the environment; raise ConfigError."""
+    # Secret keys are never model values (they are read as secret Outputs where used); callers may pass them.
+    values = {k: v for k, v in values.items() if k not in SECRET_KEYS}
     unknown = sorted(set(values) - _model_keys())
     problems = [
         f"{NAMESPACE}:{k}: {RETIRED_KEYS[k]}" if k in RETIRED_KEYS else

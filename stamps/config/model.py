@@ -147,10 +147,26 @@ class SqlAdminsConfig(Section):
 _HOST = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
 
 
+_VAULT_ID = (r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}/providers/Microsoft\.KeyVault/"
+             r"vaults/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+
+
 class TlsConfig(Section):
-    """Public and internal host names, and the App Gateway listener certificate (Key Vault, each region)."""
+    """Public and internal host names, and the App Gateway listener certificate, which must exist before the
+    gateway is created.
+
+    Two certificate sources (https://learn.microsoft.com/azure/application-gateway/key-vault-certs: a listener
+    references an *existing* Key Vault certificate or secret):
+    - `keyVaultId`: a pre-existing, centrally managed vault that holds `certificateName`; the gateways read it
+      there (the program grants their identities "Key Vault Secrets User" on that vault);
+    - otherwise the PFX given as the Pulumi secret `stamps:edgeCertificatePfx` (base64, no password), which the
+      program stores as `certificateName` in each regional vault before creating the gateway.
+    """
 
     certificate_name: str = Field("stamps-edge", pattern=r"^[A-Za-z0-9-]{1,127}$")
+    key_vault_id: str | None = Field(
+        None, pattern=_VAULT_ID,
+        description="ARM id of an existing vault holding certificateName; omit to store stamps:edgeCertificatePfx")
     host_name: str = Field(
         max_length=253, pattern=_HOST,
         description="the public API host name: a Front Door custom domain (CNAME + TXT validation record printed "
@@ -162,6 +178,12 @@ class TlsConfig(Section):
                     "<region>.<cellsHostName>, a CNAME to that region's Traffic Manager profile (printed in "
                     "`dnsRecords`); the App Gateway certificate must cover *.<cellsHostName>",
     )
+
+    def secret_id(self, vault_uri: str | None = None) -> str:
+        """The versionless secret id the gateway reads (it then follows certificate rotations)."""
+        if self.key_vault_id is not None:
+            vault_uri = f"https://{self.key_vault_id.rsplit('/', 1)[-1]}.vault.azure.net/"
+        return f"{(vault_uri or '').rstrip('/')}/secrets/{self.certificate_name}"
 
 
 class TierConfig(Section):
