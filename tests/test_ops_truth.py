@@ -23,6 +23,7 @@ import stamps.offline
 from ops.cli import main
 from ops.notify import DeliveryResult, Notifier
 from ops.runner import AutomationRunner, OfflineRunner
+from stamps.cli import build_parser as stamps_parser
 from tests.conftest import ROOT, cached_plan
 from tests.test_ops_playbooks import Health, Ops
 from tests.test_runner import FakePulumi
@@ -32,6 +33,10 @@ PROVIDER = "error: update failed\nerror: cell-banking-wus-app: Code=\"ContainerA
 CANCELLED = "error: update canceled"
 FAILOVER = ("failover", "--region", "eastus", "--force", "--accept-unprotected", "shared-smb", "--actor", "sre-alice")
 FAILED_OVER = "servingFrom: dr"  # what the stack file says once eastus serves from its DR region
+
+
+# The `stamps` commands bind `plan_stack` when first imported: import them before any test patches it.
+stamps_parser()
 
 
 @pytest.fixture(autouse=True)
