@@ -1,13 +1,20 @@
 """The runner seam: how a playbook's stack-config change reaches a preview or an update.
 
 How config changes reach the real CLI (decided here, for a stack file that lives in git):
-    The playbook edits `Pulumi.<stack>.yaml` with `ops.stackconfig` under `stack_lock` and saves it; the
-    runner never writes config itself (no `pulumi config set-all`). `up` deploys exactly the saved file and
-    refuses a change set the file does not contain yet, so what is deployed is what a reviewer sees in the
-    diff and what gets committed. `set-all --path` would instead rewrite the file with the CLI's own
+    The playbook edits `Pulumi.<stack>.yaml` with `ops.stackconfig` under `stack_lock`, in memory. `preview`
+    and `up` render the edited file to a temporary copy passed as `--config-file`; the playbook replaces the
+    committed file only after `up` succeeded. So the stack file always says what is deployed: a failed,
+    cancelled or killed update leaves it as it was, and the re-run does the work again. The runner never
+    writes config itself (no `pulumi config set-all`, which would rewrite the file with the CLI's own
     formatting, stringify values, cannot address list items by `[name=...]`, and would put secure values on a
-    command line. `preview` of unsaved edits renders them to a temporary copy passed as `--config-file`, so a
-    dry run leaves the real file alone.
+    command line).
+
+Stack names: the runner is given the name as the operator wrote it (`prod`, `org/prod`, `org/project/prod`);
+only the Automation API sees it whole. Files, URNs and the offline engine use the bare name.
+
+Policy: both runners run the project's policy pack (`policy/`) when given one, the real one through the
+Automation API's `policy_packs`, the offline one over the analyzer protocol; a mandatory violation is a
+`PolicyRefused` (exit 3).
 
 `OfflineRunner` answers the same calls from the offline engine (`stamps.offline`), for machines with no CLI.
 """
@@ -15,13 +22,14 @@ How config changes reach the real CLI (decided here, for a stack file that lives
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import shutil
 import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast, runtime_checkable
@@ -38,6 +46,8 @@ from ops.stackconfig import (
     stack_file_path,
     unified_diff,
 )
+from stamps.config.stackfile import bare_stack
+from stamps.errors import OperationFailed, PolicyViolation
 
 if TYPE_CHECKING:
     from pulumi.automation import CommandResult, EngineEvent, Stack
@@ -46,6 +56,7 @@ __all__ = [
     "AutomationRunner",
     "Changes",
     "OfflineRunner",
+    "PolicyRefused",
     "PulumiCommandLike",
     "Redacted",
     "ResourceChange",
@@ -58,8 +69,25 @@ __all__ = [
 Changes = ChangeSet | StackConfigFile | Sequence[Change] | None
 
 
-class RunnerError(Exception):
+class RunnerError(OperationFailed):
     """A preview/update/refresh that failed, with one actionable message (the cause is chained)."""
+
+
+class PolicyRefused(PolicyViolation):
+    """The policy pack's mandatory policies refused the change; nothing was deployed."""
+
+
+@dataclass(frozen=True)
+class DeployedConfig:
+    """The config of the stack's last update, as the backend recorded it: what is deployed.
+
+    `values` maps `ns:key` to the value (objects decoded); secret keys are left out. `succeeded` is False when
+    the last update failed or was cancelled: then the deployed state is somewhere between two configs.
+    """
+
+    values: dict[str, Any]
+    succeeded: bool
+    when: str = ""
 
 
 @dataclass(frozen=True)
@@ -129,9 +157,11 @@ class Runner(Protocol):
 
     def up(self, changes: Changes = None, targets: Sequence[str] | None = None) -> RunResult: ...
 
-    def refresh(self) -> RunResult: ...
+    def refresh(self, targets: Sequence[str] | None = None) -> RunResult: ...
 
     def outputs(self) -> dict[str, Any]: ...
+
+    def deployed_config(self) -> DeployedConfig | None: ...
 
 
 class PulumiCommandLike(Protocol):
@@ -239,7 +269,8 @@ class AutomationRunner:
     """Runs preview/up/refresh on this project's directory and stack through `pulumi.automation`.
 
     `pulumi_command` replaces the CLI (tests inject a stand-in); by default `LocalWorkspace` finds `pulumi` on
-    PATH. The stack is selected lazily, so constructing a runner never needs a CLI.
+    PATH. The stack is selected lazily, so constructing a runner never needs a CLI. `verbose` passes the
+    Automation API's debug flags through (1: `--debug`; 2: also `-v=9 --logflow --logtostderr`).
     """
 
     def __init__(
@@ -252,15 +283,20 @@ class AutomationRunner:
         console: Console | None = None,
         show_progress: bool = True,
         on_output: Callable[[str], Any] | None = None,
+        policy_pack: str | Path | None = None,
+        verbose: int = 0,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
-        self.stack_name = stack
+        self.stack_name = stack  # as given: the Automation API resolves org/project itself
+        self.engine_stack = bare_stack(stack)
         self.stack_file = stack_file_path(self.project_dir, stack)
         self._command = pulumi_command
         self._env_vars = dict(env_vars or {})
         self._console = console
         self._show_progress = show_progress
         self._on_output = on_output
+        self.policy_pack = Path(policy_pack).resolve() if policy_pack else None
+        self.verbose = verbose
         self._stack: Stack | None = None
 
     # -- Runner ------------------------------------------------------------------------------------------
@@ -278,39 +314,49 @@ class AutomationRunner:
                     on_event=events.on_event,
                     on_output=self._on_output,
                     config_file=str(config_file) if config_file else None,
+                    **self._extra(),
                 ))
         return RunResult("preview", self.stack_name, change_set, _op_counts(result.change_summary),
                          events.resources, result.stdout)
 
     def up(self, changes: Changes = None, targets: Sequence[str] | None = None) -> RunResult:
-        """`pulumi up` of the saved stack file; refuses changes that are not saved yet.
+        """`pulumi up` of the stack file with `changes` applied, from a temporary `--config-file`.
 
-        `targets` (URNs) limit the update to what a local change touches, plus everything depending on it.
+        The committed stack file is not touched here: the caller replaces it once this returned (the update
+        succeeded). `targets` (URNs) limit the update to what a local change touches, plus its dependents.
         """
         change_set = _change_set(changes)
-        self._require_saved(changes, change_set)
-        stack = self._select()
-        events = _EventCollector(f"up {self.stack_name}", self._console, self._show_progress)
         message = "stamps-ops: " + ("; ".join(str(c) for c in change_set) or "no config change")
-        with events.running():
-            result = self._call("up", lambda: stack.up(
-                message=message[:500],
-                target=list(targets) if targets else None,
-                target_dependents=True if targets else None,
-                on_event=events.on_event,
-                on_output=self._on_output,
-            ))
+        with self._config_override(changes) as config_file:
+            stack = self._select()
+            events = _EventCollector(f"up {self.stack_name}", self._console, self._show_progress)
+            with events.running():
+                result = self._call("up", lambda: stack.up(
+                    message=message[:500],
+                    target=list(targets) if targets else None,
+                    target_dependents=True if targets else None,
+                    on_event=events.on_event,
+                    on_output=self._on_output,
+                    config_file=str(config_file) if config_file else None,
+                    **self._extra(),
+                ))
         summary = _op_counts(result.summary.resource_changes) or events.summary or {}
         return RunResult("up", self.stack_name, change_set, summary, events.resources, result.stdout,
                          _plain_outputs(result.outputs))
 
-    def refresh(self) -> RunResult:
-        """`pulumi refresh`: adopt drift made outside Pulumi (e.g. a portal failover) into the state."""
+    def refresh(self, targets: Sequence[str] | None = None) -> RunResult:
+        """`pulumi refresh` (of `targets` only, when given): adopt drift made outside Pulumi into the state.
+
+        A targeted refresh reads only those resources: during a regional outage a whole-stack refresh would
+        read (and fail on, and wait for) every resource of the failed region.
+        """
         stack = self._select()
         events = _EventCollector(f"refresh {self.stack_name}", self._console, self._show_progress)
+        debug = {k: v for k, v in self._extra().items() if k != "policy_packs"}
         with events.running():
-            result = self._call("refresh", lambda: stack.refresh(on_event=events.on_event,
-                                                                 on_output=self._on_output))
+            result = self._call("refresh", lambda: stack.refresh(
+                target=list(targets) if targets else None,
+                on_event=events.on_event, on_output=self._on_output, **debug))
         summary = _op_counts(result.summary.resource_changes) or events.summary or {}
         return RunResult("refresh", self.stack_name, ChangeSet(), summary, events.resources, result.stdout)
 
@@ -319,7 +365,43 @@ class AutomationRunner:
         stack = self._select()
         return _plain_outputs(self._call("stack output", stack.outputs))
 
+    def deployed_config(self) -> DeployedConfig | None:
+        """The config of the last update in the stack's history (None: the stack was never updated)."""
+        stack = self._select()
+        history = self._call("stack history", lambda: stack.history(page_size=10, show_secrets=False))
+        for entry in history:
+            if entry.kind not in ("update", "destroy", "import"):
+                continue  # previews and refreshes do not change what the program deployed
+            values = {}
+            for key, raw in (entry.config or {}).items():
+                if isinstance(raw, Mapping):
+                    if raw.get("secret"):
+                        continue
+                    value = raw["objectValue"] if "objectValue" in raw else raw.get("value")
+                else:
+                    value = getattr(raw, "value", raw)
+                    if getattr(raw, "secret", False):
+                        continue
+                if isinstance(value, str) and value[:1] in ("{", "["):
+                    # The SDK keeps only `value`, the JSON text of an object (the CLI also sends objectValue).
+                    with suppress(ValueError):
+                        value = json.loads(value)
+                values[str(key)] = value
+            when = entry.end_time.isoformat(timespec="seconds") if entry.end_time else ""
+            return DeployedConfig(values, entry.result == "succeeded", when)
+        return None
+
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _extra(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {}
+        if self.policy_pack is not None:
+            extra["policy_packs"] = [str(self.policy_pack)]
+        if self.verbose >= 1:
+            extra["debug"] = True
+        if self.verbose >= 2:
+            extra.update(log_verbosity=9, log_flow=True, log_to_std_err=True)
+        return extra
 
     def _select(self) -> Stack:
         if self._stack is None:
@@ -353,6 +435,11 @@ class AutomationRunner:
             ) from err
         except auto_errors.CommandError as err:
             code, tail = _command_failure(str(err))
+            if "[mandatory]" in str(err):
+                raise PolicyRefused(
+                    f"`pulumi {action}` on stack '{self.stack_name}': the policy pack refused the change "
+                    f"(mandatory violation):\n{tail}"
+                ) from err
             raise RunnerError(
                 f"`pulumi {action}` failed on stack '{self.stack_name}' (exit {code}):\n{tail}"
             ) from err
@@ -361,8 +448,8 @@ class AutomationRunner:
             if err.filename and os.path.basename(str(err.filename)) in ("pulumi", os.path.basename(command)):
                 raise RunnerError(
                     f"the Pulumi CLI was not found ('{command}' is not on PATH); install it "
-                    "(https://www.pulumi.com/docs/iac/download-install/) or run the playbook with the "
-                    "offline runner to see the plan without deploying."
+                    "(https://www.pulumi.com/docs/iac/download-install/) or run the playbook with "
+                    "`--runner offline` to edit the stack file and plan it without deploying."
                 ) from err
             raise RunnerError(f"`pulumi {action}` failed: {err}") from err
         except auto_errors.InvalidVersionError as err:
@@ -371,11 +458,11 @@ class AutomationRunner:
             # The Automation API raises this when the CLI ends a preview without a summary event.
             raise RunnerError(
                 f"`pulumi {action}` on stack '{self.stack_name}' ended without a result ({err}); the CLI "
-                "probably crashed: rerun with `--debug` for its log."
+                "probably crashed: rerun with `--verbose --verbose` for its debug log."
             ) from err
 
     def _pending(self, changes: Changes, change_set: ChangeSet) -> tuple[list[Change], str | None]:
-        """Changes the saved file lacks, and the text to preview them with (None if the file has them all)."""
+        """Changes the saved file lacks, and the text to run them with (None if the file has them all)."""
         try:
             disk = StackConfigFile(self.stack_file)
             if isinstance(changes, StackConfigFile):
@@ -391,22 +478,15 @@ class AutomationRunner:
         except ConfigEditError as err:
             raise RunnerError(f"cannot apply the config changes to {self.stack_file.name}: {err}") from err
 
-    def _require_saved(self, changes: Changes, change_set: ChangeSet) -> None:
-        pending, _ = self._pending(changes, change_set)
-        if pending:
-            raise RunnerError(
-                f"{len(pending)} config change(s) are not saved in {self.stack_file.name} "
-                f"({', '.join(c.path for c in pending)}); save the stack file first (under stack_lock) so "
-                "what is deployed is what gets reviewed and committed. Nothing was run."
-            )
-
     @contextmanager
     def _config_override(self, changes: Changes) -> Iterator[Path | None]:
+        """A temporary copy of the stack file with the changes, outside the project (nothing to leave behind
+        there if this process is killed), or None when the committed file already has them all."""
         _, text = self._pending(changes, _change_set(changes))
         if text is None:
             yield None
             return
-        tmp = Path(tempfile.mkdtemp(prefix="stamps-preview-"))
+        tmp = Path(tempfile.mkdtemp(prefix="stamps-config-"))
         try:
             path = tmp / self.stack_file.name
             path.write_text(text, encoding="utf-8")
@@ -454,10 +534,13 @@ class OfflineRunner:
         plan_stack: PlanFn | None = None,
         diff_plans: DiffFn | None = None,
         baseline_text: str | None = None,
+        policy_pack: str | Path | None = None,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
         self.stack_name = stack
+        self.engine_stack = bare_stack(stack)  # what the engine calls the stack: URNs and names use it
         self.stack_file = stack_file_path(self.project_dir, stack)
+        self.policy_pack = Path(policy_pack).resolve() if policy_pack else None
         self._plan_fn = plan_stack
         self._diff_fn = diff_plans
         if baseline_text is None:
@@ -476,12 +559,42 @@ class OfflineRunner:
         self.baseline_text = self._target_text(changes)
         return result
 
-    def refresh(self) -> RunResult:
+    def refresh(self, targets: Sequence[str] | None = None) -> RunResult:
         # Offline there is no cloud to read drift from: the modelled state is already current.
         return RunResult("offline-refresh", self.stack_name, ChangeSet(), {}, [])
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._plan(self.baseline_text).outputs)
+
+    def deployed_config(self) -> DeployedConfig | None:
+        """None: offline, the stack file is the only record of what is (to be) deployed."""
+        return None
+
+    def plan(self, changes: Changes = None) -> Any:
+        """The offline plan of the stack file with `changes` applied."""
+        return self._plan(self._target_text(changes))
+
+    def check_policy(self, changes: Changes = None, console: Console | None = None, *,
+                     pack: Path | None = None) -> Any:
+        """Run the policy pack on the plan with `changes`; PolicyRefused on a mandatory violation.
+
+        The pack runs over the analyzer protocol exactly as `pulumi preview --policy-pack` starts it, so a
+        dry run and the offline runner refuse what the CLI's update would refuse. None without a pack.
+        """
+        pack = pack or self.policy_pack
+        if pack is None:
+            return None
+        from stamps.policycheck import check_plan
+        from stamps.policycheck.report import render
+
+        report = check_plan(self.plan(changes), pack)
+        if report.mandatory:
+            if console is not None:
+                render(report, console)
+            names = sorted({v.policy for v in report.mandatory})
+            raise PolicyRefused(f"the policy pack refused the change: {len(report.mandatory)} mandatory "
+                                f"violation(s) of {', '.join(names)}; nothing was changed")
+        return report
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -522,7 +635,7 @@ class OfflineRunner:
         if text not in self._plans:
             plan_fn, _ = self._engine()
             with self._copy(text) as path:
-                self._plans[text] = plan_fn(self.project_dir, self.stack_name, config_file=path)
+                self._plans[text] = plan_fn(self.project_dir, self.engine_stack, config_file=path)
         return self._plans[text]
 
     def _run(self, operation: str, changes: Changes, targets: Sequence[str] | None) -> RunResult:

@@ -32,6 +32,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
 from stamps.atomicfile import write_atomic
+from stamps.config.stackfile import StackFileError, bare_stack, parse_stack_text
+from stamps.errors import SafetyRefusal, UsageError
 
 __all__ = [
     "KEY_FIELDS",
@@ -60,7 +62,7 @@ KEY_FIELDS: Final[tuple[str, ...]] = ("name", "id")
 _INDENTS: Final[tuple[tuple[int, int, int], ...]] = ((2, 4, 2), (2, 2, 0), (2, 2, 2), (4, 4, 2), (4, 6, 4))
 
 
-class ConfigEditError(Exception):
+class ConfigEditError(UsageError):
     """An edit that cannot be made; the message names the offending path and what would be valid."""
 
 
@@ -75,7 +77,7 @@ class PathNotFoundError(ConfigEditError):
         self.final = final
 
 
-class StackLockedError(Exception):
+class StackLockedError(SafetyRefusal):
     """Another playbook holds the stack lock; the message says who, since when, and where the lock file is."""
 
     def __init__(self, stack: str, path: Path, holder: dict[str, Any] | None) -> None:
@@ -448,7 +450,7 @@ class _Resolved:
 
 def stack_file_path(project_dir: str | Path, stack: str) -> Path:
     """`Pulumi.<stack>.yaml` for a stack name that may be fully qualified (`org/project/prod`)."""
-    return Path(project_dir) / f"Pulumi.{stack.split('/')[-1]}.yaml"
+    return Path(project_dir) / f"Pulumi.{bare_stack(stack)}.yaml"
 
 
 class StackConfigFile:
@@ -458,9 +460,15 @@ class StackConfigFile:
         self.path = Path(path)
         self.namespace = namespace
         try:
-            text = self.path.read_text(encoding="utf-8")
+            data = self.path.read_bytes()
         except FileNotFoundError:
             raise ConfigEditError(f"stack config file {self.path} does not exist") from None
+        try:
+            # The same strict reading as every other tool: duplicate keys, bombs, binary data are refused.
+            parse_stack_text(data, str(self.path))
+        except StackFileError as err:
+            raise ConfigEditError(str(err)) from None
+        text = data.decode("utf-8")
         self._yaml, self.roundtrip_clean = _pick_yaml(text)
         self._doc = self._load(text)
         self.original_text = text  # as loaded: the "before" of diff()
@@ -627,6 +635,7 @@ class StackConfigFile:
             )
         if new == current:
             return False
+        _remove_stale_temps(target)
         write_atomic(target, new)
         self._disk_text = new
         return True
@@ -888,6 +897,14 @@ class StackConfigFile:
         return buf.getvalue().splitlines(keepends=True)
 
 
+def _remove_stale_temps(target: Path) -> None:
+    """Temp copies a killed write left next to the stack file (`stamps.atomicfile` names them
+    `.<name>.<random>.tmp`); writes happen under the stack lock, so none of them is still being written."""
+    for leftover in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+
+
 def _kind(node: Any) -> str:
     if _is_secure(node):
         return "secret"
@@ -962,7 +979,7 @@ class LockInfo:
 
 
 def lock_path(project_dir: str | Path, stack: str) -> Path:
-    safe = re.sub(r"[^\w.-]", "_", stack.split("/")[-1])
+    safe = re.sub(r"[^\w.-]", "_", bare_stack(stack))
     return Path(project_dir) / ".stamps" / "locks" / f"{safe}.lock"
 
 

@@ -13,7 +13,7 @@ from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment
-from stamps.offline import Plan, diff_plans, plan_stack
+from stamps.offline import Plan, plan_stack
 from tests.conftest import ROOT, StackFile, prod_config
 
 ZONE_SKUS = ("ZRS", "GZRS")
@@ -204,4 +204,23 @@ def test_slow_resources_have_custom_timeouts() -> None:
     from stamps.components import cell, global_layer
 
     assert global_layer.APIM_TIMEOUTS.create == "180m" and cell.SQL_TIMEOUTS.create == "90m"
-    assert diff_plans  # imported for the plan helpers used above
+
+
+# --- 6. rebuilds -------------------------------------------------------------------------------------------------
+def test_the_plan_warns_which_names_a_destroy_leaves_reserved(stack_file: StackFile,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    def suffix(cfg: dict[str, Any]) -> None:
+        cfg["stamps:nameSuffix"] = "b42c1"
+
+    plan_stack(ROOT, "prod", stack_file(suffix))
+    err = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "names reserved after a destroy: Key Vaults kv-prod-eus-b42c1, kv-prod-wus-b42c1" in err
+    assert "API Management apim-stamps-prod-b42c1 (48 hours)" in err and "stamps:nameSuffix" in err
+
+
+def test_api_management_can_undelete_its_soft_deleted_instance(stack_file: StackFile) -> None:
+    def restore(cfg: dict[str, Any]) -> None:
+        cfg["stamps:apiManagement"]["restore"] = True
+
+    plan = plan_stack(ROOT, "prod", stack_file(restore))
+    assert plan.get("azure-native:apimanagement:ApiManagementService", "global-apim")["inputs"]["restore"] is True

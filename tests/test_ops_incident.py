@@ -38,9 +38,10 @@ class RecordingRunner(OfflineRunner):
         super().__init__(project_dir, "prod", plan_stack=cached_plan)
         self.calls: list[str] = []
 
-    def refresh(self) -> RunResult:
+    def refresh(self, targets: Any = None) -> RunResult:
         self.calls.append("refresh")
-        return super().refresh()
+        self.refresh_targets = targets
+        return super().refresh(targets)
 
     def up(self, changes: Any = None, targets: Any = None) -> RunResult:
         self.calls.append("up")

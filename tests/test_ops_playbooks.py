@@ -241,6 +241,33 @@ def test_restore_data_creates_a_new_database(ops: Ops, capsys: pytest.CaptureFix
     assert "35-day" in capsys.readouterr().err
 
 
+def test_restore_data_names_the_blob_and_directory_restores(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    # Blob point-in-time restore and a Cosmos DB continuous-backup restore are Azure calls, printed with the
+    # stack's real names, in a dry run too; a dry run changes nothing.
+    assert ops("restore-data", "banking", "--to", "2026-11-26T03:00:00Z", "--dry-run") == 0
+    out = capsys.readouterr().out
+    assert "az storage blob restore --account-name stbankingeusa57dd --resource-group " \
+           "rg-stamps-prod-cell-banking-eus --time-to-restore 2026-11-26T03:00:00Z" in out
+    assert "az cosmosdb restore --account-name cosmos-stamps-prod-a57dd --resource-group rg-stamps-prod-global " \
+           "--target-database-account-name cosmos-stamps-prod-a57dd-r202611 --restore-timestamp " \
+           "2026-11-26T03:00:00Z --location eastus" in out
+    assert "restores" not in str(ops.stack["stamps:cells"][0])
+
+
+def test_restore_data_refuses_a_time_outside_a_window_before_changing_anything(
+        ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    # Ten days back: inside SQL's 35 days, outside the blobs' 7-day restore policy.
+    assert ops("restore-data", "banking", "--to", "2026-11-17T12:00:00Z") == 2
+    err = capsys.readouterr().err
+    assert "--to: 2026-11-17T12:00:00Z is older than the 7-day blobs restore window" in err
+    assert "--what sql,directory" in err and ops.text() == before
+    assert ops("restore-data", "banking", "--to", "2026-11-26T03:00:00Z", "--what", "tables") == 2
+    assert "--what: 'tables'" in capsys.readouterr().err
+    assert diff_of(ops, "restore-data", "banking", "--to", "2026-11-17T12:00:00Z", "--what", "sql") == \
+        {("create", "cell-banking-eus-restore-r202611171200")}
+
+
 # --- release -------------------------------------------------------------------------------------------------
 
 def _statuses(codes: dict[str, list[int]]) -> Callable[[str], int]:

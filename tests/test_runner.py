@@ -105,6 +105,26 @@ class FakePulumi:
     config_files: dict[str, str] = field(default_factory=dict)  # --config-file path -> its text at run time
     event_logs: list[str] = field(default_factory=list)
     cwds: list[str] = field(default_factory=list)
+    # The backend's update history, newest first, in `pulumi stack history --json` form.
+    history: list[dict[str, Any]] = field(default_factory=list)
+    on_up: Callable[[], Any] | None = None  # runs when `up` starts (a test blocks or kills here)
+
+    def deploy_file(self, path: Path, result: str = "succeeded") -> None:
+        """Record an update of the config in `path`, as the backend does after `pulumi up`."""
+        config = {}
+        for key, value in (yaml.safe_load(path.read_text()) or {}).get("config", {}).items():
+            if isinstance(value, dict) and set(value) == {"secure"}:
+                config[key] = {"secret": True}
+            elif isinstance(value, dict | list):
+                config[key] = {"value": json.dumps(value), "objectValue": value, "secret": False}
+            else:
+                config[key] = {"value": str(value).lower() if isinstance(value, bool) else str(value),
+                               "secret": False}
+        self.history.insert(0, {
+            "kind": "update", "startTime": "2025-01-01T10:00:00.000000Z", "endTime": "2025-01-01T10:02:00.000000Z",
+            "message": "m", "environment": {}, "config": config, "result": result,
+            "resourceChanges": {"update": 1, "same": 5},
+        })
 
     @property
     def version(self) -> VersionInfo:
@@ -120,12 +140,22 @@ class FakePulumi:
         if "--config-file" in args:
             path = args[args.index("--config-file") + 1]
             self.config_files[path] = Path(path).read_text()
+        if op == "up" and self.on_up is not None:
+            self.on_up()
         if op in self.failures:
+            if op == "up":
+                self._record_up(args, cwd, "failed")
             code, stderr = self.failures[op]
             if on_error:
                 for line in stderr.splitlines():
                     on_error(line)
             raise create_command_error(CommandResult(stdout="", stderr=stderr, code=code))
+        if op == "up":
+            self._record_up(args, cwd, "succeeded")
+        if op == "refresh":
+            self.history.insert(0, {"kind": "refresh", "startTime": "2025-01-01T11:00:00.000000Z",
+                                    "endTime": "2025-01-01T11:01:00.000000Z", "message": "", "environment": {},
+                                    "config": {}, "result": "succeeded", "resourceChanges": {"update": 1, "same": 5}})
         if "--event-log" in args:
             self._emit(args[args.index("--event-log") + 1])
         stdout = self._stdout(op, args)
@@ -133,6 +163,12 @@ class FakePulumi:
             for line in stdout.splitlines():
                 on_output(line)
         return CommandResult(stdout=stdout, stderr="", code=0)
+
+    def _record_up(self, args: list[str], cwd: str, result: str) -> None:
+        stack = args[args.index("--stack") + 1].split("/")[-1] if "--stack" in args else "prod"
+        path = Path(args[args.index("--config-file") + 1]) if "--config-file" in args else \
+            Path(cwd) / f"Pulumi.{stack}.yaml"
+        self.deploy_file(path, result)
 
     def _emit(self, target: str) -> None:
         self.event_logs.append(target)
@@ -152,11 +188,8 @@ class FakePulumi:
             secret = "hunter2-plain" if "--show-secrets" in args else "[secret]"
             return json.dumps({"frontDoorHost": "stamps.azurefd.net", "sqlAdminPassword": secret})
         if op == "stack history":
-            return json.dumps([{
-                "kind": "update", "startTime": "2025-01-01T10:00:00.000000Z",
-                "endTime": "2025-01-01T10:02:00.000000Z", "message": "m", "environment": {}, "config": {},
-                "result": "succeeded", "resourceChanges": {"update": 1, "same": 5},
-            }])
+            size = int(args[args.index("--page-size") + 1]) if "--page-size" in args else len(self.history)
+            return json.dumps(self.history[:size])
         if op in ("preview", "up", "refresh"):
             return f"Updating (prod)\n    ~ azure-native:sql:Database sqldb-banking {op}\nResources:\n    1 changed"
         return ""
@@ -277,16 +310,78 @@ def test_up_without_targets_updates_everything(project: Path) -> None:
                               "--exec-kind", "auto.local", "--event-log", LOG, "--stack", "prod"]
 
 
-def test_up_refuses_changes_that_are_not_saved_and_runs_nothing(project: Path) -> None:
+def test_up_of_unsaved_edits_deploys_a_temporary_copy_and_leaves_the_stack_file_alone(project: Path) -> None:
+    """Deployed state is the truth: the committed file changes only after `up` succeeded (the caller saves)."""
+    for changes_of in (lambda c: c, lambda c: c.changes):
+        fake = FakePulumi()
+        runner, _ = make_runner(project, fake)
+        cfg = StackConfigFile.for_stack(project, "prod")
+        cfg.set("stamps:activeRegion", "westus")
+        runner.up(changes_of(cfg))
+        up = fake.argv()[1]
+        temp = up[up.index("--config-file") + 1]
+        assert "stamps:activeRegion: westus" in fake.config_files[temp]
+        assert not temp.startswith(str(project)) and not Path(temp).exists()
+        assert (project / "Pulumi.prod.yaml").read_text() == STACK
+        assert fake.history[0]["config"]["stamps:activeRegion"]["value"] == "westus"
+
+
+def test_deployed_config_is_the_last_update_in_the_history(project: Path) -> None:
     fake = FakePulumi()
     runner, _ = make_runner(project, fake)
-    cfg = StackConfigFile.for_stack(project, "prod")
-    cfg.set("stamps:activeRegion", "westus")
-    for changes in (cfg, cfg.changes):
-        with pytest.raises(RunnerError, match=r"1 config change\(s\) are not saved in Pulumi.prod.yaml "
-                                              r"\(stamps:activeRegion\); save the stack file first"):
-            runner.up(changes)
-    assert fake.calls == []
+    assert runner.deployed_config() is None  # never updated
+    fake.deploy_file(project / "Pulumi.prod.yaml")
+    deployed = runner.deployed_config()
+    assert deployed is not None and deployed.succeeded
+    assert deployed.values["stamps:activeRegion"] == "eastus"
+    assert deployed.values["stamps:cells"][0] == {"name": "banking", "replicas": {"min": 3, "max": 10}}
+    assert "stamps:alertWebhookUrl" not in deployed.values  # secrets are compared by nobody
+    fake.deploy_file(project / "Pulumi.prod.yaml", result="failed")
+    deployed = runner.deployed_config()
+    assert deployed is not None and not deployed.succeeded
+    assert fake.argv()[-1] == ["stack", "history", "--json", "--page-size", "10", "--page", "1",
+                               "--stack", "prod"]
+
+
+def test_refresh_of_targets_reads_only_those(project: Path) -> None:
+    fake = FakePulumi()
+    runner, _ = make_runner(project, fake)
+    runner.refresh(targets=[DB_URN])
+    assert fake.argv()[1] == ["refresh", "--skip-preview", "--yes", "--target", DB_URN, "--exec-kind",
+                              "auto.local", "--event-log", LOG, "--stack", "prod"]
+
+
+def test_updates_run_the_policy_pack_and_a_mandatory_violation_is_exit_3(project: Path) -> None:
+    from ops.runner import PolicyRefused
+
+    pack = project / "policy"
+    pack.mkdir()
+    fake = FakePulumi()
+    runner, _ = make_runner(project, fake, policy_pack=pack)
+    runner.up()
+    runner.preview()
+    assert [c[:1] + c[c.index("--policy-pack"):c.index("--policy-pack") + 2] for c in fake.argv()
+            if c[0] in ("up", "preview")] == [["up", "--policy-pack", str(pack)],
+                                              ["preview", "--policy-pack", str(pack)]]
+    violation = ("Policy Violations:\n    [mandatory]  stamps-policy v1.0.0  allowed-regions "
+                 "(azure-native:sql:Server: sql-x)\n    region northeurope is not allowed\nerror: update failed")
+    refused = FakePulumi(failures={"up": (255, violation)})
+    runner, _ = make_runner(project, refused, policy_pack=pack)
+    with pytest.raises(PolicyRefused, match="policy pack refused") as err:
+        runner.up()
+    assert err.value.exit_code == 3
+
+
+def test_a_fully_qualified_stack_name_goes_whole_to_the_cli_only(project: Path) -> None:
+    fake = FakePulumi()
+    runner = AutomationRunner(project, "acme/stamps/prod", pulumi_command=fake, show_progress=False)
+    runner.up()
+    assert fake.argv()[0] == ["stack", "select", "--stack", "acme/stamps/prod"]
+    assert runner.stack_file == project / "Pulumi.prod.yaml" and runner.engine_stack == "prod"
+    engine = FakeEngine()
+    offline_runner = OfflineRunner(project, "acme/stamps/prod", plan_stack=engine.plan, diff_plans=fake_diff)
+    offline_runner.preview()
+    assert {stack for _, stack, _, _ in engine.calls} == {"prod"}
 
 
 def test_refresh_and_outputs_argv(project: Path) -> None:
@@ -348,7 +443,7 @@ def test_missing_cli_is_reported_with_what_to_do(project: Path, tmp_path: Path,
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     runner = AutomationRunner(project, "prod", show_progress=False)  # the real PulumiCommand, no stand-in
-    with pytest.raises(RunnerError, match=r"Pulumi CLI was not found.*install it.*offline runner") as err:
+    with pytest.raises(RunnerError, match=r"Pulumi CLI was not found.*install it.*`--runner offline`") as err:
         runner.preview()
     assert isinstance(err.value.__cause__, FileNotFoundError)
 

@@ -3,7 +3,13 @@
 A playbook never calls Azure's control plane to change infrastructure: it edits the stack config
 (`Pulumi.<stack>.yaml`) and runs a stack update through the runner seam, so every change is declarative,
 reviewable as a small diff, and re-running after success changes nothing. `--dry-run` uses the offline
-runner and touches nothing.
+runner and writes nothing anywhere (stack file, tenant directory, journals, audit, logs).
+
+Deployed state is the truth: the edited config is deployed from a temporary copy and the committed stack
+file is replaced only after the update succeeded, so a failed, cancelled or killed run leaves the file as it
+was and the re-run does the work. "Nothing to change" is judged against the deployed stack (the config of its
+last update) when a CLI is there, against the file otherwise, and the message says which. Before any update
+the policy pack runs on the offline plan of the change: a mandatory violation refuses it (exit 3).
 """
 
 from __future__ import annotations
@@ -23,15 +29,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ops.runner import AutomationRunner, OfflineRunner, Runner, RunnerError, RunResult
+from ops.runner import AutomationRunner, DeployedConfig, OfflineRunner, Runner, RunnerError, RunResult
 from ops.stackconfig import ConfigEditError, StackConfigFile, stack_lock
 from stamps.config.errors import ConfigError
 from stamps.environment import Environment
+from stamps.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, UsageError, clip
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 4
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "Context", "Failed", "PlaybookError", "Refused"]
 
 
-class PlaybookError(Exception):
+class PlaybookError(UsageError):
     """Bad input (unknown CELL, tenant, region, malformed argument): exit 2, the message names it."""
 
     exit_code = EXIT_USAGE
@@ -81,6 +88,11 @@ class Context:
     runner_kind: str = "automation"
     playbook: str = "playbook"
     holds_lock: bool = False  # set while this process holds the stack lock
+    qualified_stack: str = ""  # the --stack as given (org/project/stack); `stack` is the bare name
+    policy_pack: Path | None = None  # run on the offline plan of every change before it is deployed
+    # What this run did, for the CLI's verdict: titles of deployed updates, notification channels that failed.
+    deployed: list[str] = field(default_factory=list)
+    notify_failures: list[str] = field(default_factory=list)
 
     @property
     def state_dir(self) -> Path:
@@ -116,7 +128,8 @@ class Context:
         """
         if self.dry_run and self.runner_kind == "automation" and isinstance(self.runner, OfflineRunner):
             try:
-                return AutomationRunner(self.project_dir, self.stack, show_progress=False).outputs()
+                return AutomationRunner(self.project_dir, self.qualified_stack or self.stack,
+                                        show_progress=False).outputs()
             except RunnerError as err:
                 self.console.print(f"[yellow]![/] cannot read the deployed stack's outputs ({escape(str(err))}); "
                                    "using the offline plan's placeholder ids", soft_wrap=True)
@@ -165,14 +178,44 @@ class Context:
                 info = self.outputs().get("tenantDirectory") or {}
                 self.directory_factory = lambda: CosmosTenantDirectory(
                     str(info["endpoint"]), database=str(info["database"]), container=str(info["container"]))
-        return self.directory_factory()
+        directory = self.directory_factory()
+        return _DryRunDirectory(directory, self.console) if self.dry_run else directory
 
     def notifier(self) -> Any:
+        """The notification channels; what fails to deliver is remembered for the run's verdict.
+
+        Channels were validated by `preflight()`; should building them fail anyway once a change is deployed,
+        that failure is reported like a failed delivery, never raised: the audit line must still be written.
+        """
+        from ops.notify import Notifier
+
         if self.notifier_factory is None:
             from ops.channels import notifier_from_env
 
             self.notifier_factory = lambda: notifier_from_env(dry_run=self.dry_run)
-        return self.notifier_factory()
+        try:
+            notifier = self.notifier_factory()
+        except Exception as err:
+            self.notify_failures.append(f"channels could not be built: {err}")
+            self.console.print(f"[red]![/] notification channels could not be built: {escape(str(err))}")
+            return Notifier([], dry_run=self.dry_run)
+        send = notifier.notify
+
+        def notify(incident: Any) -> Any:
+            report = send(incident)
+            self.notify_failures += [f"{r.channel}: {r.error}" for r in report.results if not r.ok]
+            return report
+
+        notifier.notify = notify
+        return notifier
+
+    def preflight(self) -> None:
+        """Checks every playbook passes before it edits or deploys anything: the notification channels
+        (a bad webhook URL must be found now, not after a failover flipped traffic)."""
+        if self.notifier_factory is None:
+            from ops.channels import notifier_from_env
+
+            notifier_from_env(dry_run=True).close()  # raises ChannelConfigError naming the variable
 
     # --- changing ---------------------------------------------------------------------------------------
     def apply(self, title: str, edit: Callable[[StackConfigFile], None], *, local: bool = True) -> RunResult | None:
@@ -183,6 +226,14 @@ class Context:
         with self.locked():
             return self._apply(title, edit, local=local)
 
+    def already_done(self, title: str) -> RunResult | None:
+        """A playbook found nothing to change in the stack file: make sure the deployed stack agrees.
+
+        Returns None when it does (or offline, where the file is all there is); otherwise deploys the file.
+        """
+        with self.locked():
+            return self._apply(title, lambda cfg: None, local=False)
+
     def _apply(self, title: str, edit: Callable[[StackConfigFile], None], *, local: bool) -> RunResult | None:
         cfg = self.config_file()
         try:
@@ -190,32 +241,132 @@ class Context:
         except ConfigEditError as err:
             raise PlaybookError(str(err)) from None
         if not cfg.changes:
-            self.console.print(f"[green]✓[/] {title}: nothing to change, the stack already says so")
-            return None
+            return self._deploy_if_behind(title, cfg)
         try:
-            self.environment(cfg)  # never save a config the program would reject
+            self.environment(cfg)  # never deploy a config the program would reject
         except ConfigError as err:
             raise Refused(f"{title}: the change would make the stack config invalid:\n{err}") from None
         self.console.print(f"[bold]{title}[/] — config change set:")
         for change in cfg.changes:
             self.console.print(f"  {escape(str(change))}")
+        offline = self._offline()
+        if self.policy_pack is not None:
+            offline.check_policy(cfg, self.console, pack=self.policy_pack)  # PolicyRefused: nothing changed
         if self.dry_run:
             result = self.runner.preview(cfg)
             show_result(result, self.console, dry_run=True)
             return result
-        targets = self._local_targets(cfg) if local and self.target_local_changes else None
-        cfg.save()
-        result = self.runner.up(cfg.changes, targets=targets)
+        targets = self._local_targets(offline, cfg) if local and self.target_local_changes else None
+        return self._deploy(title, cfg, targets)
+
+    def _deploy(self, title: str, cfg: StackConfigFile, targets: list[str] | None) -> RunResult:
+        """Deploy the edited config from a temporary copy, then (only then) replace the committed file."""
+        result = self.runner.up(cfg, targets=targets)
+        self.deployed.append(title)
+        try:
+            cfg.save()
+        except (ConfigEditError, OSError) as err:
+            raise Failed(f"{title}: deployed, but {cfg.path.name} could not be updated ({err}); the deployed "
+                         "stack is ahead of the file: re-run the playbook to record it") from None
         show_result(result, self.console, dry_run=False)
         return result
 
-    def _local_targets(self, cfg: StackConfigFile) -> list[str] | None:
+    def _deploy_if_behind(self, title: str, cfg: StackConfigFile) -> RunResult | None:
+        deployed, source = self._deployed_config()
+        behind = _behind(cfg, deployed) if deployed is not None else []
+        if not behind:
+            self.console.print(f"[green]✓[/] {title}: nothing to change, {source} already says so")
+            return None
+        self.console.print(f"[yellow]![/] {title}: the stack file already says so, but {source} does not "
+                           f"({escape(', '.join(behind))}): deploying the stack file")
+        if self.dry_run:
+            return None
+        return self._deploy(title, cfg, None)
+
+    def _deployed_config(self) -> tuple[DeployedConfig | None, str]:
+        """What is deployed, and how this run knows: the stack's last update, or only the stack file."""
+        if isinstance(self.runner, OfflineRunner) and not (self.dry_run and self.runner_kind == "automation"):
+            return None, "the stack file (offline runner: no deployed stack to compare)"
+        runner = self.runner if not isinstance(self.runner, OfflineRunner) else AutomationRunner(
+            self.project_dir, self.qualified_stack or self.stack, show_progress=False)
+        try:
+            deployed = runner.deployed_config()
+        except (RunnerError, AttributeError) as err:
+            first = (str(err).splitlines() or [""])[0]
+            return None, f"the stack file (the deployed stack cannot be read: {first[:160]})"
+        if deployed is None:
+            return DeployedConfig({}, False), "the deployed stack (never updated)"
+        return deployed, f"the deployed stack (last update {deployed.when or 'recorded'})"
+
+    def _offline(self) -> OfflineRunner:
+        if isinstance(self.runner, OfflineRunner):
+            return self.runner
+        return OfflineRunner(self.project_dir, self.stack)
+
+    def _local_targets(self, offline: OfflineRunner, cfg: StackConfigFile) -> list[str] | None:
         """URNs the change touches, from the offline plan: `pulumi up --target` then skips the rest."""
         if isinstance(self.runner, OfflineRunner):
             return None
-        preview = OfflineRunner(self.project_dir, self.stack).preview(cfg)
+        preview = offline.preview(cfg)
         urns = [r.urn for r in preview.resources if r.urn.startswith("urn:")]
         return urns or None
+
+
+class _DryRunDirectory:
+    """The tenant directory in a dry run: reads go through, writes are only described."""
+
+    def __init__(self, inner: Any, console: Console) -> None:
+        self._inner = inner
+        self._console = console
+
+    def get(self, tenant_id: str) -> Any:
+        return self._inner.get(tenant_id)
+
+    def upsert(self, record: dict[str, Any]) -> None:
+        self._console.print(f"  (dry run) would record tenant {escape(str(record.get('tenantId')))} on CELL "
+                            f"{escape(str(record.get('cellName')))} in the tenant directory")
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            close()
+
+
+def _behind(cfg: StackConfigFile, deployed: DeployedConfig) -> list[str]:
+    """Config keys where the deployed stack differs from the file (secrets are compared by nobody)."""
+    if not deployed.succeeded and deployed.values == {}:
+        return ["the stack was never updated"]
+    behind = [] if deployed.succeeded else ["the last update did not succeed"]
+    from stamps.config.stackfile import parse_stack_text
+
+    doc = parse_stack_text(cfg.render(), str(cfg.path))
+    config = doc.get("config") or {}
+    for key in sorted(set(config) | set(deployed.values)):
+        mine = config.get(key)
+        if isinstance(mine, dict) and set(mine) == {"secure"}:
+            continue
+        if key not in deployed.values:
+            if key in config:
+                behind.append(key)
+            continue
+        if _canonical(mine) != _canonical(deployed.values[key]):
+            behind.append(key)
+    return behind
+
+
+def _canonical(value: Any) -> Any:
+    """Compare as the CLI stores config: top-level scalars are strings, objects are JSON."""
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+        return _canonical(decoded) if isinstance(decoded, dict | list) else value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float) or value is None:
+        return "" if value is None else str(value)
+    return json.dumps(value, sort_keys=True)
 
 
 def _decode(value: str) -> Any:
@@ -243,7 +394,7 @@ def show_result(result: RunResult, console: Console, *, dry_run: bool) -> None:
 def find_cell(env: Environment, name: str, arg: str = "CELL") -> None:
     names = sorted({c.name for c in env.cells})
     if name not in names:
-        raise PlaybookError(f"{arg}: no CELL named {name!r}; known CELLs: {', '.join(names)}")
+        raise PlaybookError(f"{arg}: no CELL named {clip(name, 80)!r}; known CELLs: {', '.join(names)}")
 
 
 def cell_path(name: str) -> str:

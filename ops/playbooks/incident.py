@@ -317,12 +317,14 @@ def step_mitigation(ctx: Context, a: Assessment) -> Step:
     try:
         targets = _targets(ctx, a)
         if ctx.dry_run:
-            ctx.console.print(f"  (dry run) would run `pulumi refresh`, then `pulumi up`"
-                              f"{' --target ' + ' --target '.join(targets) if targets else ''}", soft_wrap=True)
+            flags = f"{' --target ' + ' --target '.join(targets) if targets else ''}"
+            ctx.console.print(f"  (dry run) would run `pulumi refresh{flags}`, then `pulumi up{flags}`", soft_wrap=True)
             return Step("mitigation", "skipped", f"dry run: drift found ({what}); refresh + update not run",
                         {"drift": a.drift, "targets": targets})
         with ctx.locked():
-            ctx.runner.refresh()  # adopt the live (disabled) state so the update sees the difference
+            # Adopt the live (disabled) state of the drifted resources only: a whole-stack refresh would read
+            # every resource of the failed region, slow and failing, in the middle of the outage.
+            ctx.runner.refresh(targets=targets)
             result = ctx.runner.up(None, targets=targets)
     except (RunnerError, StackLockedError) as err:
         return Step("mitigation", "fail", f"drift found ({what}) but the stack update failed: {err}",

@@ -21,8 +21,8 @@ def isolate(ctx: Context, args: argparse.Namespace) -> int:
         raise PlaybookError("--reason: say why the CELL is isolated (it is recorded with your name)")
     current = next(c for c in env.cells if c.name == args.cell).isolation
     if current is not None:
-        ctx.console.print(f"[green]✓[/] CELL {args.cell!r} is already isolated by {current.by} at {current.at}: "
-                          f"{current.reason}")
+        # The file says so; the deployed stack may not (a run that failed before this fix, a hand edit).
+        ctx.already_done(f"CELL {args.cell!r} is already isolated by {current.by} at {current.at}: {current.reason}")
         return EXIT_OK
     tenants = [t.id for t in env.config.tenants if env.tenant_cells.get(t.id) == args.cell]
     record = {"reason": args.reason.strip(), "by": ctx.actor, "at": ctx.now().isoformat(timespec="seconds")}

@@ -36,8 +36,14 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     existing = next((t for t in cfg.tenants if t.id == tenant.id), None)
     if existing is not None:
         if existing.tier == tenant.tier and existing.email == tenant.email:
-            ctx.console.print(f"[green]✓[/] tenant {tenant.id!r} is already onboarded on CELL "
-                              f"{env.tenant_cells[tenant.id]!r}: nothing to change")
+            cell_name = env.tenant_cells[tenant.id]
+            # Judged against the deployed stack when a CLI is there: a file edit that never got deployed is
+            # deployed now, and the directory record follows it.
+            if ctx.already_done(f"tenant {tenant.id!r} is already onboarded on CELL {cell_name!r}") is not None:
+                model = next(c.model for c in env.cells if c.name == cell_name)
+                ctx.tenant_directory().upsert(tenant_record(tenant.id, cell_name, model,
+                                                            tenant.region or default_region(cfg), ctx.now()))
+                audit(ctx, "onboard", "onboarded", tenant=tenant.id, tier=tenant.tier, cell=cell_name)
             return EXIT_OK
         raise Refused(f"TENANT: {tenant.id!r} already exists as tier {existing.tier!r}; "
                       "use `stamps-ops migrate` to move a tenant, not onboard")

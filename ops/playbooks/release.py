@@ -52,10 +52,32 @@ def _healthy(ctx: Context, args: argparse.Namespace, cells: list[CellConfig], la
     return failures
 
 
+PLACEHOLDERS = ("label_fqdn", "fqdn", "cell", "key")
+
+
+def check_health_url(template: str) -> None:
+    """Preflight: the template must format with the known placeholders into an http(s) URL, before step 0."""
+    from urllib.parse import urlsplit
+
+    sample = {name: f"{name}.example" for name in PLACEHOLDERS}
+    valid = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+    try:
+        url = template.format(**sample)
+    except KeyError as err:
+        raise PlaybookError(f"--health-url: unknown placeholder {{{err.args[0]}}}; valid: {valid}") from None
+    except (IndexError, ValueError, AttributeError) as err:
+        raise PlaybookError(f"--health-url: {template!r} is not a valid template ({err}); placeholders: "
+                            f"{valid}, literal braces doubled ({{{{ }}}})") from None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise PlaybookError(f"--health-url: {template!r} does not give an http(s) URL (e.g. {DEFAULT_HEALTH_URL})")
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
     if not VERSION.match(args.version):
         raise PlaybookError(f"VERSION: {args.version!r} must be letters, digits, dots and hyphens (e.g. 1.5.0)")
     steps = _steps(args.steps)
+    check_health_url(args.health_url)
     env = ctx.environment()
     names = args.cells.split(",") if args.cells else [c.name for c in env.cells if c.isolation is None]
     for n in names:
@@ -69,9 +91,26 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         return _rollback(ctx, cells, args.version, reason="requested")
     pending = [c for c in cells if not (c.version == args.version and c.canary is None)]
     if not pending:
-        ctx.console.print(f"[green]✓[/] {', '.join(names)} already run {args.version}: nothing to change")
+        ctx.already_done(f"{', '.join(names)} already run {args.version}")
         return EXIT_OK
     done = min((c.canary.weight if c.canary else -1) for c in pending)
+    try:
+        _steps_of(ctx, args, pending, steps, done)
+    except (Failed, KeyboardInterrupt):
+        raise  # a failed check rolled back already; an interrupted release resumes from the stack file
+    except Exception as err:
+        if ctx.dry_run or not ctx.deployed:
+            raise
+        # Whatever broke after a step was deployed, this run's canary must not stay half-way.
+        _rollback(ctx, pending, args.version, reason=f"error after a step: {type(err).__name__}")
+        raise Failed(f"release {args.version} rolled back after an error: {err}") from err
+    if not ctx.dry_run:
+        ctx.console.print(f"[green]✓[/] {', '.join(c.name for c in pending)} now run {args.version}")
+    return EXIT_OK
+
+
+def _steps_of(ctx: Context, args: argparse.Namespace, pending: list[CellConfig], steps: list[int],
+              done: int) -> None:
     for weight in [0, *steps]:
         if weight <= done:
             continue  # resumed: this step is already in the stack
@@ -90,9 +129,6 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
             ctx.console.print(f"[red]health check failed at {weight}%[/]: {'; '.join(failures)}")
             _rollback(ctx, pending, args.version, reason=f"health check failed at {weight}%")
             raise Failed(f"release {args.version} rolled back at {weight}%: {'; '.join(failures)}")
-    if not ctx.dry_run:
-        ctx.console.print(f"[green]✓[/] {', '.join(c.name for c in pending)} now run {args.version}")
-    return EXIT_OK
 
 
 def _set_weight(cfg: Any, cells: list[CellConfig], version: str, weight: int) -> None:

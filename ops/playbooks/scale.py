@@ -629,6 +629,11 @@ def parse_simulation(items: Sequence[str], env: Any) -> dict[str, dict[str, floa
                 values[name] = float(raw)
             except ValueError:
                 raise PlaybookError(f"--simulate: {pair!r} needs a number, like cpu=95") from None
+            # Percentages stop at 100; a rate (requests per minute) has no ceiling but is never negative.
+            top = None if name == "requests" else 100.0
+            if not (values[name] >= 0 and (top is None or values[name] <= top)) or values[name] == float("inf"):
+                valid = "0 or more" if top is None else "0-100 (a percentage)"
+                raise PlaybookError(f"--simulate: {pair!r}: {name} must be {valid}")
         if not values:
             raise PlaybookError(f"--simulate: {item!r} names no metric; e.g. {cell}:cpu=95,sql=85")
         spec[cell] = values

@@ -240,9 +240,6 @@ def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> Non
 
 def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     return [
-        resource_policy("zone-support",
-                        "Zones, zone-redundant and geo-redundant storage only in regions that offer them.",
-                        None, _zone_support),
         resource_policy("cosmos-network-restricted",
                         "Cosmos DB accounts are reachable only from restricted networks or private endpoints.",
                         [COSMOS_ACCOUNT], _cosmos_network),
@@ -265,11 +262,6 @@ def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
             name="blob-point-in-time-restore",
             description="CELL storage has blob versioning, change feed, soft delete and point-in-time restore.",
             validate=_blob_restore, enforcement_level=MANDATORY),
-        StackValidationPolicy(
-            name="gateway-certificate-and-role",
-            description="Gateway certificates in this stack's vaults are provisioned; the gateway waits for them "
-                        "and for its Key Vault role.",
-            validate=_gateway_certificates, enforcement_level=MANDATORY),
         StackValidationPolicy(
             name="data-plane-roles",
             description="Every identity the program or stamps-ops uses holds its data-plane role where keys are off.",

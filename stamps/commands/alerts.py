@@ -6,14 +6,14 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
-from stamps.cli import UsageError
 from stamps.config.regions import region_code
+from stamps.config.stackfile import bare_stack, stack_config_path
 from stamps.environment import Environment
 from stamps.monitoring.catalog import CATALOG, SCOPES, AlertRule, EffectiveRule, priority, resolve, sql_variant
 from stamps.monitoring.topology import environment_from_stack
+from stamps.terminal import make_console
 
 _OPS = {"GreaterThan": ">", "GreaterThanOrEqual": ">=", "LessThan": "<", "LessThanOrEqual": "<="}
 
@@ -91,15 +91,13 @@ def effective_table(env: Environment) -> Table:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(soft_wrap=False)
+    console = make_console()
     if args.catalog:
         console.print(catalog_table())
         return 0
     project_dir = Path(args.project_dir)
-    config_file = Path(args.config_file) if args.config_file else None
-    if config_file is not None and not config_file.is_file():
-        raise UsageError(f"--config-file: {config_file} does not exist")
-    env = environment_from_stack(project_dir, args.stack, config_file)
+    stack = bare_stack(args.stack)
+    env = environment_from_stack(project_dir, stack, stack_config_path(project_dir, stack, args.config_file))
     table = effective_table(env)
     console.print(table)
     total = sum(len(d.enabled) + len(d.disabled) for d in deployments(env))

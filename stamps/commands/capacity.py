@@ -12,24 +12,23 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from stamps.capacity import HORIZONS, CapacityReport, capacity_report
-from stamps.cli import UsageError
 from stamps.config.loader import NAMESPACE, SECRET_KEYS, load_environment
+from stamps.config.stackfile import bare_stack, read_stack_config, stack_config_path
 from stamps.environment import Environment
-from stamps.offline.engine import read_project, read_stack_config
+from stamps.errors import UsageError
+from stamps.offline.engine import read_project
+from stamps.terminal import make_console
 
 
 def load_stack_environment(project_dir: Path, stack: str, config_file: Path | None = None) -> Environment:
     """The Environment `pulumi up -s <stack>` would build, from the stack file alone."""
     project = read_project(project_dir)
-    path = config_file or project_dir / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        raise UsageError(f"--config-file: {path} does not exist")
-    raw, secret_keys = read_stack_config(path)
+    stack = bare_stack(stack)
+    raw, secret_keys = read_stack_config(stack_config_path(project_dir, stack, config_file))
     values: dict[str, Any] = {}
     for full_key, value in raw.items():
         ns, _, key = full_key.partition(":")
@@ -88,10 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        out = Console(soft_wrap=False)
+        out = make_console()
         out.print(cells_table(report))
         out.print(regions_table(report))
-    err = Console(stderr=True, soft_wrap=True)
+    err = make_console(stderr=True)
     for w in report.warnings:
         # Warnings quote key paths like `stamps:tenants[2]`: escape them so rich doesn't read markup.
         err.print(f"[yellow]warning:[/] {escape(w)}", highlight=False)

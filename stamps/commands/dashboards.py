@@ -5,23 +5,22 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stamps.cli import UsageError
+from stamps.config.stackfile import bare_stack, stack_config_path
+from stamps.errors import UsageError
 from stamps.monitoring.render import write_dashboards
-from stamps.offline import Plan, plan_stack
+from stamps.offline import plan_stack
+from stamps.offline.planfile import load_plan
 
 
 def run(args: argparse.Namespace) -> int:
     if args.plan:
-        if not Path(args.plan).is_file():
-            raise UsageError(f"--plan: {args.plan} does not exist")
-        plan = Plan.load(Path(args.plan))
+        plan = load_plan(args.plan, "--plan")
     else:
         project_dir = Path(args.project_dir)
         if not (project_dir / "Pulumi.yaml").is_file():
             raise UsageError(f"--project-dir: {project_dir} has no Pulumi.yaml")
-        if args.config_file and not Path(args.config_file).is_file():
-            raise UsageError(f"--config-file: {args.config_file} does not exist")
-        plan = plan_stack(project_dir, args.stack, Path(args.config_file) if args.config_file else None)
+        stack = bare_stack(args.stack)
+        plan = plan_stack(project_dir, stack, stack_config_path(project_dir, stack, args.config_file))
     written = write_dashboards(plan, Path(args.out))
     if len(written) == 1:
         raise UsageError(f"the plan of {plan.project}/{plan.stack} has no dashboards")

@@ -6,17 +6,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from rich.console import Console
-
-from stamps.cli import UsageError
-from stamps.offline import Plan, diff_plans, plan_stack
+from stamps.config.stackfile import bare_stack, stack_config_path
+from stamps.errors import UsageError
+from stamps.offline import diff_plans, plan_stack
+from stamps.offline.planfile import load_plan
 from stamps.offline.progress import progress_line
 from stamps.offline.render import print_diff, summary, tree
 from stamps.speedup import exit_fast
+from stamps.terminal import make_console
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
-    stacks = args.stack or ["prod"]
+    stacks = [bare_stack(s) for s in (args.stack or ["prod"])]
     files = args.config_file or []
     if files and len(files) != len(stacks) and len(stacks) != 1:
         raise UsageError("--config-file: give one per --stack, or one --stack for several config files")
@@ -26,21 +27,17 @@ def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = make_console()
     project_dir = Path(args.project_dir)
     if not (project_dir / "Pulumi.yaml").is_file():
         raise UsageError(f"--project-dir: {project_dir} has no Pulumi.yaml")
     targets = _targets(args)
-    for f in [f for _, f in targets if f is not None]:
-        if not f.is_file():
-            raise UsageError(f"--config-file: {f} does not exist")
-    if args.against and not Path(args.against).is_file():
-        raise UsageError(f"--against: {args.against} does not exist")
+    paths = [stack_config_path(project_dir, stack, cfg) for stack, cfg in targets]
+    earlier = load_plan(args.against, "--against") if args.against else None  # before --out may overwrite it
     # Plan everything first: a config error in any target must leave no output file behind.
     with progress_line(sys.stdout, len(targets), enabled=not args.quiet) as progress:
-        plans = [plan_stack(project_dir, stack, cfg, on_register=progress.stack(cfg.name if cfg else stack))
-                 for stack, cfg in targets]
-    earlier = Plan.load(Path(args.against)) if args.against else None  # before --out may overwrite it
+        plans = [plan_stack(project_dir, stack, path, on_register=progress.stack(cfg.name if cfg else stack))
+                 for (stack, cfg), path in zip(targets, paths, strict=True)]
     # Written before anything is printed: a closed pipe (`| head`) must not cost the plan file.
     if args.out:
         out = Path(args.out)

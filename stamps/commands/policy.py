@@ -15,24 +15,46 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from stamps.cli import UsageError
+from stamps.errors import UsageError
 from stamps.offline import Plan
+from stamps.offline.planfile import load_plan
+from stamps.terminal import make_console
 
 
 def _plans(paths: list[str]) -> list[Plan]:
-    plans = []
-    for p in paths:
-        try:
-            plans.append(Plan.load(Path(p)))
-        except FileNotFoundError:
-            raise UsageError(f"{p}: no such plan file (write one with `stamps plan --out {p}`)") from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise UsageError(f"{p}: not a stamps plan ({exc})") from None
-    return plans
+    return [load_plan(p, "PLAN") for p in paths]
+
+
+def check_config_names(config: dict, pack: Path | None) -> None:
+    """Every property the config gives a policy must exist in its schema: a typo (`allowedRegion`) would
+    otherwise leave the policy on its default, silently. (A policy name the pack lacks is reported as a
+    warning in the report, as the Pulumi CLI ignores it.)"""
+    import difflib
+
+    from google.protobuf import json_format
+
+    from stamps.policycheck import PackProject, PolicyPackProcess, StackContext, find_pack
+
+    if not config:
+        return
+    project = PackProject.load(pack or find_pack())
+    with PolicyPackProcess(project, StackContext(project="stamps", stack="config-check")) as proc:
+        info = proc.analyzer_info()
+    policies = {p.name: p for p in info.policies}
+    for name, value in config.items():
+        if name not in policies:
+            continue
+        p = policies[name]
+        props = json_format.MessageToDict(p.configSchema.properties) if p.HasField("configSchema") else {}
+        for key in value.properties:
+            if key not in props:
+                close = difflib.get_close_matches(key, list(props), n=1)
+                raise UsageError(f"--config: {name}.{key}: the policy has no property {key!r}"
+                                 + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + f"; valid: {', '.join(sorted(props)) or '(none)'}, enforcementLevel")
 
 
 def _pack(args: argparse.Namespace) -> Path | None:
@@ -49,9 +71,10 @@ def run_check(args: argparse.Namespace) -> int:
     plans = _plans(args.plans)
     pack = _pack(args)
     config_file = Path(args.config) if args.config else None
-    if not args.json:
-        return check_plans(plans, Console(soft_wrap=False), pack_dir=pack, config_file=config_file)
     given = load_config(config_file) if config_file else {}
+    check_config_names(given, pack)
+    if not args.json:
+        return check_plans(plans, make_console(), pack_dir=pack, config_file=config_file)
     reports = [check_plan(plan, pack, given) for plan in plans]
     print(json.dumps([r.to_dict() for r in reports], indent=2))
     return max(r.exit_code for r in reports)
@@ -76,7 +99,7 @@ def run_list(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k} = {json.dumps(v.get('default'))}" for k, v in props.items())
         kind = "stack" if p.policy_type == analyzer_pb2.POLICY_TYPE_STACK else "resource"
         table.add_row(p.name, LEVEL_NAMES.get(p.enforcementLevel, "?"), kind, escape(p.description), escape(shown))
-    Console(soft_wrap=False).print(table)
+    make_console().print(table)
     return 0
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stamps.cli import UsageError
+from stamps.config.stackfile import bare_stack, stack_config_path
+from stamps.errors import UsageError
 from stamps.monitoring.topology import environment_from_stack, topology_html, topology_svg
 
 
@@ -13,10 +14,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix not in (".svg", ".html"):
         raise UsageError(f"--out: {out} must end in .svg or .html")
-    if args.config_file and not Path(args.config_file).is_file():
-        raise UsageError(f"--config-file: {args.config_file} does not exist")
-    env = environment_from_stack(Path(args.project_dir), args.stack,
-                                 Path(args.config_file) if args.config_file else None)
+    project_dir = Path(args.project_dir)
+    stack = bare_stack(args.stack)
+    env = environment_from_stack(project_dir, stack, stack_config_path(project_dir, stack, args.config_file))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(topology_svg(env) if out.suffix == ".svg" else topology_html(env), encoding="utf-8")
     print(out)

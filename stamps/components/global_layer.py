@@ -180,6 +180,7 @@ class Global(StampsComponent):
             opts=self.opts(custom_timeouts=APIM_TIMEOUTS),
         )
         self.diagnose(self.apim, self.workspace.id)
+        _warn_reserved_names(env)
         # What CELL apps need to read the directory (a data-plane reader role on the tenants container).
         self.directory = Directory(resource_group_name=rg, account_name=self.cosmos.name, account_id=self.cosmos.id,
                                    endpoint=self.cosmos.document_endpoint, container_scope=DIRECTORY_SCOPE)
@@ -191,6 +192,23 @@ class Global(StampsComponent):
                 "apimId": self.apim.id,
             }
         )
+
+
+def _warn_reserved_names(env: Environment) -> None:
+    """At preview: the deterministic names that Azure keeps reserved after a destroy, and the way out.
+
+    A soft-deleted Key Vault with purge protection keeps its name for its retention (90 days here), API
+    Management for 48 hours (https://learn.microsoft.com/azure/api-management/soft-delete); an `up` after a
+    `destroy` then fails on the name. The plan cannot see deleted resources, so it says which names are at risk.
+    """
+    if not pulumi.runtime.is_dry_run():
+        return
+    n = env.naming
+    vaults = ", ".join(n.key_vault(r) for r in env.deployed_regions)
+    pulumi.log.warn(
+        f"names reserved after a destroy: Key Vaults {vaults} (purge protection, 90 days) and API Management "
+        f"{n.apim()} (48 hours). If this stack was destroyed recently, `up` fails on them: set a new "
+        "stamps:nameSuffix, or stamps:apiManagement.restore: true within 48 hours (README: Rebuilding a stack)")
 
 
 class TrafficRouting(StampsComponent):

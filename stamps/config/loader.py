@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 from typing import Any, get_args, get_origin
 
@@ -34,24 +35,29 @@ def _structured(annotation: Any) -> bool:
     return any(_structured(a) for a in get_args(annotation) if a is not type(None))
 
 
+@functools.cache
 def structured_keys() -> frozenset[str]:
     """The `stamps:` keys whose values are objects or lists; every other key is a scalar string."""
     return frozenset(info.alias or name for name, info in StampsConfig.model_fields.items()
                      if _structured(info.annotation))
 
 
-def read_pulumi_config() -> dict[str, Any]:
-    """Every `stamps:` key of the running stack, secrets excluded.
+def decode(key: str, value: Any) -> Any:
+    """One `stamps:` value as the CLI hands it over (a string): JSON only for the keys the model types as objects
+    or lists, so `costCenter: "4200"` stays the string "4200"; pydantic coerces the other scalars by field type."""
+    if key in structured_keys() and isinstance(value, str):
+        # Not JSON: pydantic then names the key ("Input should be a valid list/dictionary").
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
 
-    The CLI hands every value over as a string (objects and lists as JSON text), so only the keys the model
-    types as objects or lists are decoded: `costCenter: "4200"` stays the string "4200", and pydantic coerces
-    the other scalars (`true`, `30`) by their field type.
-    """
+
+def read_pulumi_config() -> dict[str, Any]:
+    """Every `stamps:` key of the running stack (see `decode`), secrets excluded."""
     from pulumi.runtime import config as runtime_config
 
     raw = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     secret = set(runtime_config.get_config_secret_keys_env()) | {k for k in raw if runtime_config.is_config_secret(k)}
-    structured = structured_keys()
     out: dict[str, Any] = {}
     made_secret = []
     for full_key, value in raw.items():
@@ -61,11 +67,7 @@ def read_pulumi_config() -> dict[str, Any]:
         if full_key in secret:
             made_secret.append(full_key)
             continue
-        if key in structured and isinstance(value, str):
-            # Not JSON: pydantic then names the key ("Input should be a valid list/dictionary").
-            with contextlib.suppress(json.JSONDecodeError):
-                value = json.loads(value)
-        out[key] = value
+        out[key] = decode(key, value)
     if made_secret:
         # Reading them would drop the secret marking: their values become resource names, tags and inputs in
         # plain text in state and outputs. Only the webhook URLs are secrets.

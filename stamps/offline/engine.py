@@ -8,7 +8,6 @@ state (settings, root stack, config); each run resets it, so several stacks can 
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import sys
@@ -23,6 +22,7 @@ from google.protobuf import json_format, struct_pb2
 
 from stamps import speedup
 from stamps.config.loader import NAMESPACE, SECRET_KEYS
+from stamps.config.stackfile import StackFileError, read_stack_config
 from stamps.offline.mocks import AzureMocks
 from stamps.offline.plan import SECRET, UNKNOWN, Plan
 
@@ -34,10 +34,6 @@ _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 _OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 
 _lock = threading.Lock()
-
-
-class StackFileError(ValueError):
-    """The project or stack file is missing or unreadable; the message names the file."""
 
 
 def _clean(value: Any) -> Any:
@@ -105,34 +101,6 @@ def read_project(project_dir: Path) -> str:
         return str(yaml.safe_load(path.read_text())["name"])
     except (OSError, KeyError, TypeError, yaml.YAMLError) as exc:
         raise StackFileError(f"{path}: cannot read the project name ({exc})") from None
-
-
-def read_stack_config(config_file: Path) -> tuple[dict[str, str], list[str]]:
-    """The CLI's view of a stack file: `ns:key` → string (JSON for structured values), plus secret keys."""
-    config_file = Path(config_file)
-    if not config_file.is_file():
-        here = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in config_file.parent.glob("Pulumi.*.yaml"))
-        raise StackFileError(f"{config_file}: no such stack config file; stacks in {config_file.parent}: "
-                             f"{', '.join(here) or '(none)'}")
-    try:
-        doc = yaml.safe_load(config_file.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise StackFileError(f"{config_file}: cannot read the stack config ({exc})") from None
-    config = doc.get("config") or {}
-    if not isinstance(config, dict):
-        raise StackFileError(f"{config_file}: `config:` must be a mapping of keys to values")
-    values: dict[str, str] = {}
-    secrets: list[str] = []
-    for k, v in config.items():
-        if isinstance(v, dict) and set(v) == {"secure"}:
-            # Offline there is no secrets provider: an opaque placeholder stands in and is marked secret.
-            values[k] = SECRET
-            secrets.append(k)
-        elif isinstance(v, str):
-            values[k] = v
-        else:
-            values[k] = json.dumps(v)
-    return values, secrets
 
 
 @contextmanager

@@ -1,0 +1,322 @@
+"""Operators can trust every run: the stack file says what is deployed whatever fails, dry runs write nothing,
+notifications never undo the record, and stack names work in every form.
+
+The real runner seam is driven with the stand-in `pulumi` command of tests/test_runner.py failing at each step
+of an update, and with a real SIGKILL of a child process in the middle of `pulumi up`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import stamps.offline
+from ops.cli import main
+from ops.notify import DeliveryResult, Notifier
+from ops.runner import AutomationRunner, OfflineRunner
+from tests.conftest import ROOT, cached_plan
+from tests.test_ops_playbooks import Health, Ops
+from tests.test_runner import FakePulumi
+
+LOCKED = "error: [409] Conflict: Another update is currently in progress."
+PROVIDER = "error: update failed\nerror: cell-banking-wus-app: Code=\"ContainerAppOperationError\""
+CANCELLED = "error: update canceled"
+FAILOVER = ("failover", "--to", "westus", "--force", "--actor", "sre-alice")
+
+
+@pytest.fixture(autouse=True)
+def _cached_offline_plans(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Target URNs come from an offline plan of each config; plan each distinct config once per session.
+    monkeypatch.setattr(stamps.offline, "plan_stack", cached_plan)
+
+
+def automation(project: Path, fake: FakePulumi, *argv: str, **seams: Any) -> int:
+    def factory(project_dir: Path, stack: str, dry_run: bool, kind: str) -> Any:
+        if dry_run:
+            return OfflineRunner(project_dir, stack, plan_stack=cached_plan)
+        return AutomationRunner(project_dir, stack, pulumi_command=fake, show_progress=False)
+
+    seams = {"metrics_factory": lambda: Health(eastus=False), "now": lambda: _now(), "sleep": lambda s: None,
+             **seams}
+    return main([*argv, "--project-dir", str(project)], runner_factory=factory, **seams)
+
+
+def _now() -> Any:
+    import datetime as dt
+
+    return dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def tree(project: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under the project (the `stamps` symlink and caches aside) → its SHA-256."""
+    out = {}
+    for path in sorted(project.rglob("*")):
+        rel = path.relative_to(project).as_posix()
+        if rel == "stamps" or rel.startswith("stamps/") or "__pycache__" in rel or rel.startswith(skip):
+            continue
+        if path.is_file() and not path.is_symlink():
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def ups(fake: FakePulumi) -> list[list[str]]:
+    return [c for c in fake.calls if c[0] == "up"]
+
+
+# --- 1. deployed state is the truth ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("op", "stderr"), [
+    ("stack select", "error: failed to load checkpoint: blob (code=Unknown): context deadline exceeded"),
+    ("up", LOCKED),
+    ("up", PROVIDER),
+    ("up", CANCELLED),
+    ("stack output", "error: could not read outputs"),  # after the update itself succeeded
+    ("stack history", "error: could not read history"),
+])
+def test_a_failed_update_leaves_the_stack_file_as_before_and_the_rerun_deploys(
+        project: Path, op: str, stderr: str, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    files = tree(project, skip=(".stamps/logs", ".stamps/locks"))
+    broken = FakePulumi(failures={op: (255, stderr)})
+    assert automation(project, broken, *FAILOVER) == 1
+    assert "failed:" in capsys.readouterr().err
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before, "the file must not claim an undeployed change"
+    assert tree(project, skip=(".stamps/logs", ".stamps/locks")) == files, "no temp copy, audit or record left"
+    # The re-run the error message asks for does the work: one update, then the file records it.
+    healthy = FakePulumi(history=broken.history)
+    assert automation(project, healthy, *FAILOVER) == 0
+    assert len(ups(healthy)) == 1
+    assert "stamps:activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    audit = (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()
+    assert [json.loads(line)["event"] for line in audit] == ["failed-over"]
+
+
+def test_no_pulumi_cli_on_the_default_runner_changes_nothing(project: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "no-cli"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    rc = main([*FAILOVER, "--project-dir", str(project)], metrics_factory=lambda: Health(eastus=False),
+              sleep=lambda s: None)
+    assert rc == 1
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+import stamps.offline
+from ops.cli import main
+from ops.runner import AutomationRunner
+from tests.conftest import cached_plan
+from tests.test_ops_playbooks import Health
+from tests.test_runner import FakePulumi
+
+project, marker = Path(sys.argv[1]), Path(sys.argv[2])
+stamps.offline.plan_stack = cached_plan
+
+def on_up():
+    marker.write_text("up started")
+    time.sleep(120)  # the parent kills us here
+
+fake = FakePulumi(on_up=on_up)
+factory = lambda d, s, dry, kind: AutomationRunner(d, s, pulumi_command=fake, show_progress=False)
+sys.exit(main(["failover", "--to", "westus", "--force", "--project-dir", str(project)], runner_factory=factory,
+              metrics_factory=lambda: Health(eastus=False)))
+"""
+
+
+def test_sigkill_in_the_middle_of_up_leaves_the_file_as_before_and_the_rerun_deploys(
+        project: Path, tmp_path: Path) -> None:
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    files = tree(project, skip=(".stamps/logs", ".stamps/locks"))
+    marker = tmp_path / "up-started"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(project), str(marker)], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert child.poll() is None, child.stderr.read().decode() if child.stderr else "child exited"
+        assert time.monotonic() < deadline, "the child never reached `pulumi up`"
+        time.sleep(0.1)
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before
+    assert tree(project, skip=(".stamps/logs", ".stamps/locks")) == files
+    # The kernel dropped the stack lock with the process: the re-run is not refused, and it deploys.
+    fake = FakePulumi()
+    assert automation(project, fake, *FAILOVER) == 0
+    assert len(ups(fake)) == 1 and "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+
+
+def test_killed_stack_file_writes_leave_no_temp_copies(project: Path) -> None:
+    from ops.stackconfig import StackConfigFile
+
+    leftover = project / ".Pulumi.prod.yaml.k1ll3d.tmp"  # what a SIGKILL inside write_atomic leaves
+    leftover.write_text("half a file")
+    cfg = StackConfigFile.for_stack(project, "prod")
+    cfg.set("stamps:activeRegion", "westus")
+    cfg.save()
+    assert not leftover.exists()
+    assert sorted(p.name for p in project.glob(".Pulumi.prod.yaml.*")) == []
+
+
+def test_already_done_is_judged_against_the_deployed_stack_and_says_so(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Deployed: the file as it is. Then someone edits the file (isolates retail) without deploying it.
+    fake = FakePulumi()
+    fake.deploy_file(project / "Pulumi.prod.yaml")
+    text = (project / "Pulumi.prod.yaml").read_text()
+    ops = Ops(project)
+    assert ops("isolate", "retail", "--reason", "drill", "--dry-run") == 0  # reads only
+    record = "isolation: {reason: hand edit, by: bob, at: '2026-11-27T11:00:00+00:00'}"
+    edited = text.replace("    - name: retail\n", f"    - name: retail\n      {record}\n", 1)
+    assert edited != text
+    (project / "Pulumi.prod.yaml").write_text(edited)
+    capsys.readouterr()
+    assert automation(project, fake, "isolate", "retail", "--reason", "x") == 0
+    out = capsys.readouterr().out
+    assert "the deployed stack" in out and "does not" in out and "stamps:cells" in out
+    assert len(ups(fake)) == 1, "the file was ahead of the deployed stack: the re-run deploys it"
+    # Now both agree: nothing to change, and the verdict names its source.
+    assert automation(project, fake, "isolate", "retail", "--reason", "x") == 0
+    out = capsys.readouterr().out
+    assert "nothing to change, the deployed stack (last update" in out
+    assert len(ups(fake)) == 1
+    # Offline there is no deployed stack: the verdict says it judged the file.
+    assert ops("isolate", "retail", "--reason", "x") == 0
+    assert "nothing to change, the stack file (offline runner" in capsys.readouterr().out
+
+
+# --- 3. a dry run writes nothing ---------------------------------------------------------------------------
+
+
+DRY_RUNS = [
+    ("onboard", "acme", "--tier", "basic", "--email", "it@acme.example"),
+    ("onboard", "megabank", "--tier", "enterprise", "--email", "x@megabank.example"),
+    ("failover", "--to", "westus"),
+    ("failback",),
+    ("dr-drill", "--poll", "0"),
+    ("isolate", "retail", "--reason", "x"),
+    ("reinstate", "retail"),
+    ("restore-data", "banking", "--to", "2026-11-26T03:00:00Z"),
+    ("release", "1.5.0", "--cells", "retail", "--wait", "0"),
+    ("release", "1.5.0", "--cells", "retail", "--rollback"),
+    ("scale", "--simulate", "retail:cpu=95,sql=88"),
+    ("incident", "classify", "--scope", "cells", "--cells", "2"),
+]
+
+
+@pytest.mark.parametrize("argv", DRY_RUNS, ids=[" ".join(a[:2]) for a in DRY_RUNS])
+def test_every_playbooks_dry_run_writes_nothing(project: Path, argv: tuple[str, ...]) -> None:
+    (project / ".stamps" / "audit").mkdir(parents=True)
+    (project / ".stamps" / "audit" / "prod.jsonl").write_text('{"event": "earlier"}\n')
+    (project / ".stamps" / "directory-prod.json").write_text("{}")
+    before = tree(project)
+    ops = Ops(project)
+    rc = ops(*argv, "--dry-run", metrics_factory=lambda: Health(eastus=False, westus=True),
+             http_get=lambda url: 200)
+    assert rc == 0
+    assert tree(project) == before
+    assert not (project / ".stamps" / "logs").exists() and not (project / ".stamps" / "locks").exists()
+
+
+# --- 4. notifications never undo the record --------------------------------------------------------------
+
+
+def test_a_bad_channel_setting_is_refused_before_anything_changes(
+        project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("STAMPS_SLACK_WEBHOOK_URL", "http://hooks.example.com/services/T/B/secret-token")
+    before = tree(project)
+    fake = FakePulumi()
+    rc = automation(project, fake, *FAILOVER, notifier_factory=None)
+    err = capsys.readouterr().err
+    assert rc == 2 and "STAMPS_SLACK_WEBHOOK_URL" in err and "https" in err
+    assert "secret-token" not in err
+    assert fake.calls == [] and tree(project, skip=(".stamps/logs",)) == \
+        {k: v for k, v in before.items() if not k.startswith(".stamps/logs")}
+
+
+class _Channel:
+    def __init__(self, name: str, ok: bool) -> None:
+        self.name, self.ok, self.sent = name, ok, []
+
+    def send(self, incident: Any) -> DeliveryResult:
+        self.sent.append(incident)
+        if not self.ok:
+            raise ConnectionError("statuspage.io: connection reset")
+        return DeliveryResult(self.name, ok=True)
+
+    def preview(self, incident: Any) -> DeliveryResult:
+        return DeliveryResult(self.name, ok=True, dry_run=True)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failing_channel_after_the_change_is_reported_others_fire_audit_written_exit_5(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    slack, statuspage = _Channel("slack", ok=True), _Channel("statuspage", ok=False)
+    fake = FakePulumi()
+    rc = automation(project, fake, *FAILOVER, notifier_factory=lambda: Notifier([statuspage, slack]))
+    err = capsys.readouterr().err
+    assert rc == 5, "the exit code says the change happened and a channel failed"
+    assert "statuspage" in err and "deployed" in err
+    assert len(slack.sent) == 1 and len(statuspage.sent) == 1
+    assert len(ups(fake)) == 1 and "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    audit = [json.loads(x) for x in (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
+    assert [a["event"] for a in audit] == ["failed-over"]
+
+
+def test_channels_that_cannot_be_built_after_the_change_still_leave_the_audit_line(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    calls = iter([Notifier([])])  # preflight is skipped for injected factories; the second build breaks
+
+    def factory() -> Notifier:
+        try:
+            return next(calls)
+        except StopIteration:
+            raise ValueError("Slack webhook URL must be an https URL") from None
+
+    fake = FakePulumi()
+    next(calls)  # the failover's notifier build is the one that fails
+    assert automation(project, fake, *FAILOVER, notifier_factory=factory) == 5
+    assert (project / ".stamps" / "audit" / "prod.jsonl").read_text().count("failed-over") == 1
+
+
+# --- 6. stack names -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["prod", "acme/prod", "acme/stamps/prod"])
+def test_bare_and_qualified_stack_names_use_the_bare_name_for_files_urns_and_naming(
+        project: Path, name: str) -> None:
+    fake = FakePulumi()
+    assert automation(project, fake, *FAILOVER, "--stack", name) == 0
+    assert fake.calls[0] == ["stack", "select", "--stack", name]
+    up = ups(fake)[0]
+    targets = [up[i + 1] for i, a in enumerate(up) if a == "--target"]
+    assert targets and all(t.startswith("urn:pulumi:prod::stamps::") for t in targets)
+    assert any(t.endswith("::cell-banking-wus-app") for t in targets), "names use the bare stack's suffix"
+    assert (project / ".stamps" / "audit" / "prod.jsonl").is_file()
+    assert "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+
+
+@pytest.mark.parametrize(("name", "message"), [
+    ("staging", "--stack: no stack 'staging'"),
+    ("a/b/c/prod", "--stack: 'a/b/c/prod' is not a stack name"),
+    ("../prod", "--stack: '../prod' is not a stack name"),
+])
+def test_unknown_or_malformed_stack_exits_2_naming_stack(project: Path, name: str, message: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert Ops(project)("isolate", "retail", "--reason", "x", "--stack", name) == 2
+    assert message in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""The pack's deploy-and-protect rules (policy/stamps_policies/protection.py), each with a plan it accepts and a
+plan broken on purpose that it rejects by name, through the real analyzer protocol (as tests/test_policy.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from stamps.policycheck import PackProject, PolicyPackProcess, StackContext
+from stamps.policycheck.config import reconcile, to_request
+from tests.test_policy import AN, GOOD_TAGS, PACK, cell_tags, res
+from tests.test_policy import analyze as analyze_some
+from tests.test_policy import analyze_stack as analyze_stack_some
+
+
+def analyze(pack: PolicyPackProcess, resource: dict[str, Any]) -> dict[str, list[str]]:
+    return analyze_some(pack, resource, skip=frozenset())
+
+
+def analyze_stack(pack: PolicyPackProcess, resources: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]]]:
+    return analyze_stack_some(pack, resources, skip=frozenset())
+
+
+@pytest.fixture(scope="module")
+def pack() -> Iterator[PolicyPackProcess]:
+    with PolicyPackProcess(PackProject.load(PACK), StackContext(project="stamps", stack="unit")) as p:
+        p.configure(to_request(reconcile(p.analyzer_info(), {})))
+        yield p
+
+KV_USER = "/providers/Microsoft.Authorization/roleDefinitions/4633458b-17de-408a-b874-0445c86b69e6"
+PUBLISHER = "/providers/Microsoft.Authorization/roleDefinitions/3913510d-42f4-4e42-8a64-420c390055eb"
+BLOB = "/providers/Microsoft.Authorization/roleDefinitions/ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+
+
+# --- zones and storage redundancy ------------------------------------------------------------------------------
+# --- Cosmos DB ----------------------------------------------------------------------------------------------------
+def cosmos(**overrides: Any) -> dict[str, Any]:
+    inputs = {"location": "eastus", "tags": GOOD_TAGS, "publicNetworkAccess": "Enabled",
+              "isVirtualNetworkFilterEnabled": True, "ipRules": [{"ipAddressOrRange": "203.0.113.0/24"}],
+              "backupPolicy": {"type": "Continuous"}, "disableLocalAuth": True}
+    inputs.update(overrides)
+    return res(AN + "cosmosdb:DatabaseAccount", "cosmos", inputs)
+
+
+def test_a_restricted_cosmos_account_with_continuous_backup_passes(pack: PolicyPackProcess) -> None:
+    assert analyze(pack, cosmos()) == {}
+    assert analyze(pack, cosmos(publicNetworkAccess="Disabled", ipRules=[])) == {}
+
+
+@pytest.mark.parametrize(("overrides", "policy"), [
+    ({"ipRules": []}, "cosmos-network-restricted"),
+    ({"ipRules": None, "publicNetworkAccess": None}, "cosmos-network-restricted"),
+    ({"backupPolicy": {"type": "Periodic"}}, "cosmos-continuous-backup"),
+    ({"backupPolicy": None}, "cosmos-continuous-backup"),
+])
+def test_cosmos_violations(pack: PolicyPackProcess, overrides: dict[str, Any], policy: str) -> None:
+    assert list(analyze(pack, cosmos(**overrides))) == [policy]
+
+
+# --- SQL auditing and Defender ---------------------------------------------------------------------------------
+def sql_stack(*, audit: bool = True, monitor: bool = True, master: bool = True,
+              defender: bool = True) -> list[dict[str, Any]]:
+    server = res(AN + "sql:Server", "sql", {"serverName": "sql-a", "location": "eastus", "tags": GOOD_TAGS})
+    out = [server]
+    if audit:
+        out.append(res(AN + "sql:ExtendedServerBlobAuditingPolicy", "audit", {
+            "serverName": "sql-a", "state": "Enabled", "isAzureMonitorTargetEnabled": monitor}))
+    if master:
+        out.append(res(AN + "monitor:DiagnosticSetting", "audit-diag", {
+            "resourceUri": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Sql/servers/sql-a/databases/master",
+            "logs": [{"category": "SQLSecurityAuditEvents", "enabled": True}]}))
+    if defender:
+        out.append(res(AN + "sql:ServerSecurityAlertPolicy", "defender", {"serverName": "sql-a", "state": "Enabled"}))
+    return out
+
+
+def test_an_audited_and_defended_server_passes(pack: PolicyPackProcess) -> None:
+    found = analyze_stack(pack, sql_stack())
+    assert "sql-auditing" not in found and "sql-defender" not in found
+
+
+@pytest.mark.parametrize(("broken", "policy", "fragment"), [
+    ({"audit": False}, "sql-auditing", "no auditing into Azure Monitor"),
+    ({"monitor": False}, "sql-auditing", "no auditing into Azure Monitor"),
+    ({"master": False}, "sql-auditing", "SQLSecurityAuditEvents on its master database"),
+    ({"defender": False}, "sql-defender", "no Microsoft Defender for SQL alerts"),
+])
+def test_sql_protection_violations(pack: PolicyPackProcess, broken: dict[str, bool], policy: str,
+                                   fragment: str) -> None:
+    found = analyze_stack(pack, sql_stack(**broken))
+    assert found[policy] == [("sql", found[policy][0][1])] and fragment in found[policy][0][1]
+
+
+# --- CELL storage ------------------------------------------------------------------------------------------------
+def cell_storage(sku: str, *, blob: dict[str, Any] | None = None, secondary: bool = True) -> list[dict[str, Any]]:
+    st = res(AN + "storage:StorageAccount", "retail-eus-st", {
+        "location": "eastus", "sku": {"name": sku}, "tags": cell_tags("retail", "eastus")})
+    out = [st]
+    if secondary:
+        out.append(res(AN + "sql:Database", "retail-wus-db", {
+            "createMode": "Secondary", "tags": cell_tags("retail", "westus", "standby")}))
+    service = {"isVersioningEnabled": True, "changeFeed": {"enabled": True},
+               "deleteRetentionPolicy": {"enabled": True, "days": 14},
+               "restorePolicy": {"enabled": True, "days": 7}}
+    if blob is not None:
+        service.update(blob)
+    out.append(res(AN + "storage:BlobServiceProperties", "retail-eus-st-blob", service, deps=(st["urn"],)))
+    return out
+
+
+def test_geo_redundant_storage_with_point_in_time_restore_passes(pack: PolicyPackProcess) -> None:
+    found = analyze_stack(pack, cell_storage("Standard_GZRS"))
+    assert "storage-geo-redundancy" not in found and "blob-point-in-time-restore" not in found
+    assert "storage-geo-redundancy" not in analyze_stack(pack, cell_storage("Standard_ZRS", secondary=False))
+
+
+def test_zone_only_storage_under_a_geo_replicated_database_fails(pack: PolicyPackProcess) -> None:
+    found = analyze_stack(pack, cell_storage("Standard_ZRS"))
+    assert [n for n, _ in found["storage-geo-redundancy"]] == ["retail-eus-st"]
+    assert "a failover would find the rows without their blobs" in found["storage-geo-redundancy"][0][1]
+
+
+@pytest.mark.parametrize("blob", [{"isVersioningEnabled": False}, {"restorePolicy": {"enabled": True, "days": 14}},
+                                  {"changeFeed": {"enabled": False}}])
+def test_blobs_without_point_in_time_restore_fail(pack: PolicyPackProcess, blob: dict[str, Any]) -> None:
+    found = analyze_stack(pack, cell_storage("Standard_GZRS", blob=blob))
+    assert [n for n, _ in found["blob-point-in-time-restore"]] == ["retail-eus-st"]
+
+
+# --- gateway certificate and its role ------------------------------------------------------------------------------
+# --- data-plane roles ------------------------------------------------------------------------------------------------
+def identity_stack(*, writer: bool = True, blob: bool = True, publisher: bool = True) -> list[dict[str, Any]]:
+    account = cosmos()
+    app = res(AN + "app:ContainerApp", "retail-eus-app", {"tags": cell_tags("retail", "eastus")})
+    appi = res(AN + "applicationinsights:Component", "appi", {"disableLocalAuth": True, "tags": GOOD_TAGS})
+    out = [account, app, appi]
+    if writer:
+        out.append(res(AN + "cosmosdb:SqlResourceSqlRoleAssignment", "writer", {
+            "roleDefinitionId": "/x/sqlRoleDefinitions/00000000-0000-0000-0000-000000000002"}, deps=(account["urn"],)))
+    if blob:
+        out.append(res(AN + "authorization:RoleAssignment", "blob", {"roleDefinitionId": BLOB}, deps=(app["urn"],)))
+    if publisher:
+        out.append(res(AN + "authorization:RoleAssignment", "pub", {"roleDefinitionId": PUBLISHER},
+                       deps=(app["urn"], appi["urn"])))
+    return out
+
+
+def test_identities_with_their_data_plane_roles_pass(pack: PolicyPackProcess) -> None:
+    assert "data-plane-roles" not in analyze_stack(pack, identity_stack())
+
+
+@pytest.mark.parametrize(("broken", "name", "fragment"), [
+    ({"writer": False}, "cosmos", "stamps-ops directory writes get 403"),
+    ({"blob": False}, "retail-eus-app", "no Storage Blob Data Contributor role"),
+    ({"publisher": False}, "retail-eus-app", "no Monitoring Metrics Publisher role"),
+])
+def test_missing_data_plane_roles_fail(pack: PolicyPackProcess, broken: dict[str, bool], name: str,
+                                       fragment: str) -> None:
+    found = analyze_stack(pack, identity_stack(**broken))
+    assert [n for n, _ in found["data-plane-roles"]] == [name] and fragment in found["data-plane-roles"][0][1]
