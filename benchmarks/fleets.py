@@ -40,7 +40,7 @@ def fleet_doc(size: str) -> dict[str, Any]:
         for i, (p, d) in enumerate(layout["pairs"])
     ] + [{"name": d, "role": "dr", "addressSpace": f"10.{100 + i}.0.0/16"} for i, d in enumerate(drs)]
     cfg["stamps:regions"] = regions
-    cfg["stamps:activeRegion"] = primaries[0]
+    cfg.pop("stamps:activeRegion", None)
     dr_of = dict(layout["pairs"])
     n_cells = layout["cells"]
     n_dedicated = max(1, n_cells // 5)

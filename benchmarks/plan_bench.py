@@ -223,7 +223,7 @@ def change_sizes() -> tuple[int, int]:
     base = plan(lambda cfg: None)
     onboarded = plan(lambda cfg: cfg["stamps:tenants"].append(
         {"id": "newco", "tier": "basic", "cell": "retail", "email": "it@newco.example"}))
-    failed_over = plan(lambda cfg: cfg.update({"stamps:activeRegion": "westus"}))
+    failed_over = plan(lambda cfg: cfg["stamps:regions"][0].update({"servingFrom": "dr"}))
     return len(diff_plans(base, onboarded).creates), diff_plans(base, failed_over).changed
 
 

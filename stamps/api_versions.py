@@ -32,6 +32,7 @@ EXPECTED: dict[str, str] = {
     "azure-native:applicationinsights:Component": "2020-02-02",
     "azure-native:authorization:RoleAssignment": "2022-04-01",
     "azure-native:automation:AutomationAccount": "2024-10-23",
+    "azure-native:cdn:AFDCustomDomain": "2025-06-01",
     "azure-native:cdn:AFDEndpoint": "2025-06-01",
     "azure-native:cdn:AFDOrigin": "2025-06-01",
     "azure-native:cdn:AFDOriginGroup": "2025-06-01",
@@ -56,6 +57,7 @@ EXPECTED: dict[str, str] = {
     "azure-native:network:WebApplicationFirewallPolicy": "2024-05-01",
     "azure-native:operationalinsights:Workspace": "2023-09-01",
     "azure-native:portal:Dashboard": "2022-12-01-preview",  # preview
+    "azure-native:privatedns:PrivateRecordSet": "2024-06-01",
     "azure-native:privatedns:PrivateZone": "2024-06-01",
     "azure-native:privatedns:VirtualNetworkLink": "2024-06-01",
     "azure-native:resources:ResourceGroup": "2024-03-01",

@@ -7,8 +7,9 @@ does not exist), so per-tenant behaviour is expressed as:
   the hourly limit and `quota` for the daily one. `rate-limit`/`rate-limit-by-key` accept a renewal period
   of at most 300 seconds, so they cannot express "calls per hour"; a quota's fixed window can.
 - one API policy shared by every tenant: the tenant comes from the calling subscription
-  (`tenant-<id>`), `X-Tenant-ID` is overwritten with it, the subscription key is stripped before the
-  request leaves the gateway, and the backend is the tenant's CELL behind Traffic Manager.
+  (`tenant-<id>`), `X-Tenant-ID` is overwritten with it, the subscription key (header or query) is stripped
+  before the request leaves the gateway, requests that did not come through our Front Door are refused, and
+  the backend is the tenant's CELL (a backend entity per CELL, behind its region's Traffic Manager name).
 - the tenant → CELL map is data in named values (`tenant=cell` entries, `:frozen` marks a tenant that is
   read-only during a migration). Moving or freezing a tenant changes one named value, never a policy.
   A named value holds at most 4096 characters, so the map is split over as many named values as needed;
@@ -30,6 +31,8 @@ from stamps.config.model import ID_PATTERN
 
 SUBSCRIPTION_PREFIX = "tenant-"
 ROUTING_NAMED_VALUE = "tenant-routing"
+FRONT_DOOR_ID_NAMED_VALUE = "front-door-id"
+BACKEND_PREFIX = "cell-"
 NAMED_VALUE_MAX_CHARS = 4096
 FROZEN_MARK = ":frozen"
 FROZEN_STATUS, FROZEN_REASON = 423, "Locked"
@@ -185,22 +188,34 @@ def _var(name: str) -> str:
     return f"context.Variables.GetValueOrDefault<string>({cs_string(name)}, \"\")"
 
 
-def api_policy(cell_base_url: str, routing_names: Sequence[str]) -> str:
-    """The tenant API's policy: identify the tenant by subscription, enforce freezes, route to its CELL.
+def backend_id(cell: str) -> str:
+    """The API Management backend of a CELL: its URL, TLS checks and circuit breaker."""
+    return BACKEND_PREFIX + _check_id(cell, "CELL name")
 
-    `cell_base_url` is `https://<traffic manager fqdn>/cells/`: the regional App Gateways send
-    `/cells/<cell>/*` to that CELL, so a regional failover needs no API Management change.
-    """
-    m = re.match(r"^https://([^/]+)/cells/$", cell_base_url)
-    if not m or not _HOST.match(m.group(1)):
-        raise ValueError(f"cell base URL {cell_base_url!r} must be https://<dns name>/cells/")
+
+def cell_url(cell_host: str, cell: str) -> str:
+    """Where a CELL answers: `https://<primary>.<cellsHostName>/cells/<cell>`, the prefix the gateways route on."""
+    if not _HOST.match(cell_host):
+        raise ValueError(f"cell host {cell_host!r} is not a DNS name")
+    return f"https://{cell_host}/cells/{_check_id(cell, 'CELL name')}"
+
+
+def api_policy(routing_names: Sequence[str], front_door_id_name: str = FRONT_DOOR_ID_NAMED_VALUE) -> str:
+    """The tenant API's policy: only via Front Door, identify the tenant by subscription, enforce freezes,
+    route to the backend of its CELL (whose host is the CELL's region's Traffic Manager name, so a regional
+    failover needs no API Management change)."""
     if not routing_names:
         raise ValueError("at least one routing named value is needed")
-    for name in routing_names:
+    for name in (*routing_names, front_door_id_name):
         if not _NAMED_VALUE_NAME.match(name):
             raise ValueError(f"named value name {name!r} has characters APIM does not allow")
 
     root, inbound = _document()
+    # Only our Front Door profile may call: it stamps its id on every request it forwards
+    # (learn.microsoft.com/azure/api-management/front-door-api-management).
+    fdid = _sub(inbound, "check-header", name="X-Azure-FDID", failed_check_httpcode="403",
+                failed_check_error_message="Call the API through its public host", ignore_case="true")
+    _sub(fdid, "value", "{{" + front_door_id_name + "}}")
     prefix = cs_string(SUBSCRIPTION_PREFIX)
     # The tenant is whatever the subscription says; nothing the caller sends is read.
     _sub(inbound, "set-variable", name="tenantId", value=(
@@ -233,9 +248,10 @@ def api_policy(cell_base_url: str, routing_names: Sequence[str]) -> str:
     # Override, not append: a caller-supplied X-Tenant-ID never reaches a CELL.
     _sub(_sub(inbound, "set-header", name="X-Tenant-ID", exists_action="override"), "value",
          f"@({_var('tenantId')})")
-    # The CELL has no use for the tenant's key; don't hand it to backend logs.
+    # The CELL has no use for the tenant's key, in either place APIM accepts it; don't hand it to backend logs.
     _sub(inbound, "set-header", name="Ocp-Apim-Subscription-Key", exists_action="delete")
-    _sub(inbound, "set-backend-service", base_url=(
-        f"@({cs_string(cell_base_url)} + {_var('tenantRoute')}.Split(':')[0])"
+    _sub(inbound, "set-query-parameter", name="subscription-key", exists_action="delete")
+    _sub(inbound, "set-backend-service", backend_id=(
+        f"@({cs_string(BACKEND_PREFIX)} + {_var('tenantRoute')}.Split(':')[0])"
     ))
     return _finish(root)

@@ -28,7 +28,7 @@ from stamps.errors import (
 )
 
 # Each module exposes `register(subparsers)`; the parser it adds sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = ("plan", "schema", "capacity", "alerts", "dashboards", "topology", "policy")
+COMMANDS: tuple[str, ...] = ("plan", "routes", "schema", "capacity", "alerts", "dashboards", "topology", "policy")
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 

@@ -57,23 +57,34 @@ class Environment:
     def tiers(self) -> dict[str, TierConfig]:
         return {t.name: t for t in self.config.tiers}
 
-    @property
-    def active_region(self) -> str:
-        return self.config.active_region or self.primary_regions[0]
+    def serving_region(self, primary: str) -> str:
+        """Where a primary region's CELLs serve from now: itself, or its DR region after a failover."""
+        r = self.regions[primary]
+        return r.dr_region if r.serving_from == "dr" and r.dr_region else primary
 
-    @property
-    def failed_over(self) -> bool:
-        return self.active_region not in self.primary_regions
+    def failed_over(self, primary: str) -> bool:
+        return self.serving_region(primary) != primary
 
-    @property
-    def dns_ttl(self) -> int:
+    @cached_property
+    def failed_over_regions(self) -> list[str]:
+        return [p for p in self.primary_regions if self.failed_over(p)]
+
+    def dns_ttl(self, primary: str) -> int:
+        """A failed-over region's Traffic Manager answers live shorter, so failback propagates fast."""
         tm = self.config.traffic_manager
-        return tm.failover_ttl if self.failed_over else tm.ttl
+        return tm.failover_ttl if self.failed_over(primary) else tm.ttl
 
-    def region_priority(self, region: str) -> int:
-        """Traffic priority of a region: the active region first, then config order (1 is highest)."""
-        order = [self.active_region] + [r.name for r in self.config.regions if r.name != self.active_region]
-        return order.index(region) + 1
+    def endpoint_priority(self, primary: str, region: str) -> int:
+        """Priority of `region`'s endpoint in `primary`'s Traffic Manager profile (1 serves)."""
+        return 1 if region == self.serving_region(primary) else 2
+
+    def cell_host(self, primary: str) -> str:
+        """The name API Management calls a primary region's CELLs by; its profile decides which gateway answers."""
+        return f"{primary}.{self.config.tls.cells_host_name}"
+
+    def primaries_backed_by(self, region: str) -> list[str]:
+        """The primary regions whose CELLs a region can serve: itself if primary, those it is DR for."""
+        return [p for p in self.primary_regions if p == region or self.regions[p].dr_region == region]
 
     @cached_property
     def instances(self) -> tuple[CellInstance, ...]:
@@ -89,8 +100,8 @@ class Environment:
                 )
             )
             if cell.standby is not None:
-                # A standby serves while its region is active or while its primary takes no traffic (drill).
-                serving = self.active_region == cell.standby.region or not self.regions[cell.region].traffic_enabled
+                # A standby serves while its primary region is failed over or takes no traffic (drill).
+                serving = self.failed_over(cell.region) or not self.regions[cell.region].traffic_enabled
                 out.append(
                     CellInstance(
                         cell=cell, region=cell.standby.region, role="standby",

@@ -99,11 +99,11 @@ class Naming:
     def front_door_endpoint(self) -> str:
         return check("dns", f"{self._base()}-{self.suffix}")
 
-    def traffic_manager(self) -> str:
-        return f"tm-{self._base()}"
+    def traffic_manager(self, primary: str) -> str:
+        return f"tm-{self._base()}-{region_code(primary)}"
 
-    def traffic_manager_dns(self) -> str:
-        return check("dns", f"{self._base()}-{self.suffix}")
+    def traffic_manager_dns(self, primary: str) -> str:
+        return check("dns", f"{self._base()}-{region_code(primary)}-{self.suffix}")
 
     def cosmos(self) -> str:
         return check("cosmos", f"cosmos-{self._base()}-{self.suffix}")

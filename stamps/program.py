@@ -6,7 +6,7 @@ import pulumi
 import pulumi_azure_native as azure
 
 from stamps.components.cell import Shared
-from stamps.components.global_layer import Global, TrafficRouting
+from stamps.components.global_layer import Global, TrafficRouting, apim_addresses
 from stamps.components.monitoring import Monitoring
 from stamps.components.regional import Region
 from stamps.components.tenants import API_PATH, TenantAccess
@@ -31,25 +31,33 @@ def build(env: Environment) -> dict[str, object]:
     order = sorted(env.deployed_regions, key=lambda r: env.regions[r].role != "primary")
     regions: dict[str, Region] = {}
     primary_dbs: dict[str, pulumi.Input[str]] = {}
+    # The regional gateways admit API Management's addresses only (plus probes on the health paths).
+    apim_ips = apim_addresses(glob.apim)
     for region in order:
-        regions[region] = Region(f"region-{region}", env, region, shared, primary_databases=primary_dbs)
+        regions[region] = Region(f"region-{region}", env, region, shared, api_management_ips=apim_ips,
+                                 primary_databases=primary_dbs)
         primary_dbs.update({c.instance.name: c.database.id for c in regions[region].cells
                             if c.instance.role == "primary"})
     routing = TrafficRouting(
-        "routing", env, glob.resource_group.name,
-        entry_points={r: regions[r].entry_fqdn for r in env.deployed_regions},
+        "routing", env, glob.resource_group.name, glob.apim,
         entry_ip_ids={r: regions[r].public_ip.id for r in env.deployed_regions},
         workspace_id=glob.workspace.id,
     )
-    # APIM reaches CELLs by the cells host name, a CNAME to Traffic Manager: a failover needs no APIM change,
-    # and the App Gateway certificate covers the name APIM validates.
+    # API Management reaches a CELL by its primary region's cells host, a CNAME to that region's Traffic
+    # Manager profile: a failover needs no API Management change, and the gateway certificate covers the name.
     tenants = TenantAccess("tenants", env, glob.resource_group.name, glob.apim.name,
-                           cells_host=env.config.tls.cells_host_name)
+                           front_door_id=routing.front_door.front_door_id)
     # Alerts (global, per region, per CELL instance) and dashboards over the resources declared above.
     Monitoring("monitoring", env, glob, routing, regions)
-    pulumi.export("activeRegion", env.active_region)
+    pulumi.export("servingFrom", {p: env.serving_region(p) for p in env.primary_regions})
+    pulumi.export("apiHost", env.config.tls.host_name)
     pulumi.export("frontDoorHost", routing.endpoint_host)
-    pulumi.export("trafficManagerProfileId", routing.traffic_manager.id)
+    # API Management's outbound addresses: the only callers the regional gateways admit beyond probes.
+    pulumi.export("apiManagementAddresses", apim_ips)
+    pulumi.export("trafficManagerProfiles", {p: prof.id for p, prof in routing.profiles.items()})
+    # The records to create in the public zone(s); nothing in the path depends on any other manual record.
+    pulumi.export("dnsRecords", [{"name": r.name, "type": r.type, "value": r.value, "why": r.why}
+                                 for r in routing.dns_records])
     pulumi.export("apimGatewayUrl", glob.apim.gateway_url)
     pulumi.export("workspaceId", glob.workspace.id)
     pulumi.export("tenantCells", dict(env.tenant_cells))

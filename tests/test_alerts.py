@@ -114,7 +114,11 @@ def test_every_cell_instance_has_its_own_alert_set(prod_plan: Plan, key: str) ->
 def test_global_and_regional_resources_have_their_alerts(prod_plan: Plan) -> None:
     ids = arm_ids(prod_plan)
     glob = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-global")
-    assert set(glob) == {r.id for r in catalog.rules_for("global")}
+    assert set(glob) == {r.id for r in catalog.rules_for("global")} - {"tm-endpoints-down"}
+    # Each primary region's Traffic Manager profile pages on its own: "no healthy endpoint" for eastus.
+    tm = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-tm-eastus")
+    assert set(tm) == {"tm-endpoints-down"}
+    assert tm["tm-endpoints-down"]["inputs"]["scopes"][0].endswith("/trafficManagerProfiles/tm-stamps-prod-eus")
     for region in ("eastus", "westus"):
         regional = children(prod_plan, "stamps:monitoring:AlertSet", f"monitoring-region-{region}")
         assert set(regional) == {"agw-unhealthy-hosts", "kv-availability"}
@@ -168,9 +172,10 @@ def test_catalog_defaults_are_accepted_by_azure() -> None:
 
 def test_runbook_critical_alerts(prod_plan: Plan) -> None:
     glob = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-global")
+    tm = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-tm-eastus")
     cell = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-cell-retail-eus")
     expected = {
-        "tm-endpoints-down": (glob, "ProbeAgentCurrentEndpointStateByProfileResourceId", "LessThan", 1, 0),
+        "tm-endpoints-down": (tm, "ProbeAgentCurrentEndpointStateByProfileResourceId", "LessThan", 1, 0),
         "afd-origin-latency": (glob, "OriginLatency", "GreaterThan", 500, 2),
         "apim-gateway-latency": (glob, "Duration", "GreaterThan", 1000, 1),
         "apim-requests-high": (glob, "Requests", "GreaterThan", 10_000, 2),

@@ -204,6 +204,9 @@ def test_tenant_header_is_overridden_from_the_subscription(plans: dict[str, Plan
     tags = [c.tag for c in inbound]
     assert tags.index("choose") < list(inbound).index(tenant_header)
     assert headers["Ocp-Apim-Subscription-Key"].get("exists-action") == "delete"
+    # APIM also accepts the key as the `subscription-key` query parameter: it is stripped there too.
+    query = {q.get("name"): q.get("exists-action") for q in inbound.findall("set-query-parameter")}
+    assert query == {"subscription-key": "delete"}
 
 
 def test_unknown_subscriptions_are_refused(plans: dict[str, Plan]) -> None:
@@ -225,20 +228,31 @@ def test_frozen_tenant_gets_reads_only(plans: dict[str, Plan]) -> None:
     retry = locked.find("return-response/set-header[@name='Retry-After']")
     assert retry is not None and int(retry.findtext("value", "0")) > 0
     # The freeze is data: the routing map marks the tenant, the policy is shared by all tenants.
-    routes = ap.parse_routing(r["inputs"]["value"] for r in plan.by_type(APIM + "NamedValue"))
+    routes = ap.parse_routing(r["inputs"]["value"] for r in plan.by_type(APIM + "NamedValue")
+                              if "tenant-routing" in r["inputs"]["tags"])
     assert routes["globex"] == ap.Route("globex", "beta", frozen=True)
     assert routes["acme"] == ap.Route("acme", "alpha", frozen=False)
 
 
-def test_backend_is_the_cell_behind_the_cells_host(plans: dict[str, Plan]) -> None:
+def test_backend_is_the_cell_behind_its_regions_cells_host(plans: dict[str, Plan]) -> None:
     plan = plans["base"]
     inbound = _inbound(_policy(plan, "ApiPolicy", "tenants-api-policy"))
     backend = inbound.find("set-backend-service")
     assert backend is not None
-    # The cells host is a CNAME to Traffic Manager that the App Gateway certificate covers.
-    assert backend.get("base-url", "").startswith('@("https://cells.contoso.com/cells/" + ')
+    # One backend entity per CELL: its primary region's cells host (a CNAME to that region's Traffic
+    # Manager profile, covered by the gateway certificate) and the path the gateways route on.
+    route = 'context.Variables.GetValueOrDefault<string>("tenantRoute", "")'
+    assert backend.get("backend-id", "") == f'@("cell-" + {route}.Split(\':\')[0])'
+    urls = {r["inputs"]["backendId"]: r["inputs"]["url"] for r in plan.by_type(APIM + "Backend")}
+    assert urls and all(url.endswith(f"/cells/{bid.removeprefix('cell-')}") for bid, url in urls.items())
+    assert all(r["inputs"]["tls"] == {"validateCertificateChain": True, "validateCertificateName": True}
+               for r in plan.by_type(APIM + "Backend"))
+    # Only requests through our Front Door: its id is checked against a named value.
+    fdid = inbound.find("check-header")
+    assert fdid is not None and fdid.get("name") == "X-Azure-FDID" and fdid.findtext("value") == "{{front-door-id}}"
     # Routing reads the map from the named values, by name.
-    names = [r["inputs"]["displayName"] for r in plan.by_type(APIM + "NamedValue")]
+    names = [r["inputs"]["displayName"] for r in plan.by_type(APIM + "NamedValue")
+             if r["inputs"]["displayName"].startswith("tenant-routing")]
     variables = {v.get("name"): v.get("value") for v in inbound.findall("set-variable")}
     assert variables["tenantRoutes"] == ";".join("{{" + n + "}}" for n in names)
 
@@ -267,7 +281,8 @@ def test_moving_a_tenant_changes_one_value(plans: dict[str, Plan]) -> None:
     diff = diff_plans(plans["base"], plans["moved"])
     assert (diff.creates, diff.deletes) == ([], [])
     assert _apim_updates(diff) == [(APIM + "NamedValue", "tenants-tenant-routing-0", ["value"])]
-    routes = ap.parse_routing(r["inputs"]["value"] for r in plans["moved"].by_type(APIM + "NamedValue"))
+    routes = ap.parse_routing(r["inputs"]["value"] for r in plans["moved"].by_type(APIM + "NamedValue")
+                              if "tenant-routing" in r["inputs"]["tags"])
     assert routes["acme"].cell == "beta"
 
 
@@ -305,7 +320,9 @@ def test_apim_resources_added_to_prod(prod_plan: Plan) -> None:
     tenants = len(prod_config()["config"]["stamps:tenants"])
     tiers = len(prod_config()["config"]["stamps:tiers"])
     mine = [r for r in prod_plan.custom() if r["type"].startswith(APIM) and r["name"].startswith("tenants-")]
-    shared = 1 + 1 + len(OPERATION_METHODS) + 1  # API, its policy, operations, one routing value
+    cells = len(prod_config()["config"]["stamps:cells"])
+    # API, its policy, operations, one routing value, the Front Door id, one backend per CELL.
+    shared = 1 + 1 + len(OPERATION_METHODS) + 1 + 1 + cells
     assert len(mine) == shared + 3 * tiers + 2 * tenants
 
 
@@ -349,9 +366,9 @@ def test_empty_routing_map_is_a_valid_named_value() -> None:
     lambda: ap.Route('acme"', "alpha").entry(),
     lambda: ap.Route("acme", "alpha;evil=beta").entry(),
     lambda: ap.subscription_id("acme}}{{x"),
-    lambda: ap.api_policy('https://tm.example.net/cells/" + x + "', ["tenant-routing-0"]),
-    lambda: ap.api_policy("http://tm.example.net/cells/", ["tenant-routing-0"]),
-    lambda: ap.api_policy("https://tm.example.net/cells/", ["}}{{evil"]),
+    lambda: ap.cell_url('eastus.cells.example.net" + x + "', "retail"),
+    lambda: ap.cell_url("eastus.cells.example.net/x", "retail"),
+    lambda: ap.api_policy(["}}{{evil"]),
     lambda: ap.product_policy(0, 10),
     lambda: ap.routing_values([ap.Route("acme", "alpha"), ap.Route("acme", "beta")]),
     lambda: ap.routing_values([ap.Route("acme", "alpha")], limit=5),
@@ -364,7 +381,7 @@ def test_builder_rejects_unsafe_values(bad: Callable[[], object]) -> None:
 
 def test_csharp_literals_and_xml_escaping() -> None:
     assert ap.cs_string('a"b\\c\n') == '"a\\"b\\\\c\\u000a"'
-    xml = ap.api_policy("https://tm.example.net/cells/", ["tenant-routing-0"])
+    xml = ap.api_policy(["tenant-routing-0"])
     root = ET.fromstring(xml)  # well-formed despite &&, < and quotes inside expressions
     assert "&&" in root.find("inbound/choose/when[2]").get("condition", "")  # type: ignore[union-attr]
     assert "&amp;&amp;" in xml

@@ -5,16 +5,20 @@ accepts, identities with the roles they use, and the data protection compliance 
 from __future__ import annotations
 
 import re
+import uuid
 from typing import Any
 
 import pytest
 
+from benchmarks.fleets import fleet_doc
 from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment
 from stamps.offline import Plan, plan_stack
-from tests.conftest import ROOT, StackFile, prod_config
+from stamps.policycheck import check_plan
+from stamps.policycheck.config import parse
+from tests.conftest import ROOT, StackFile, cached_plan, prod_config
 
 ZONE_SKUS = ("ZRS", "GZRS")
 
@@ -50,6 +54,12 @@ def zone_violations(plan: Plan) -> list[str]:
     return out
 
 
+def pack_violations(plan: Plan, regions: list[str]) -> list[tuple[str, str]]:
+    """The policy pack's mandatory findings on a plan, with the fleet's regions allowed."""
+    report = check_plan(plan, ROOT / "policy", parse({"allowed-regions": {"allowedRegions": regions}}))
+    return [(v.policy, v.name) for v in report.violations]
+
+
 # --- 1. region capabilities ----------------------------------------------------------------------------------
 def test_every_capability_table_cites_microsoft_learn() -> None:
     for name in ("AZ_SOURCE", "ZRS_SOURCE", "GZRS_SOURCE", "PAIRS_SOURCE", "SQL_ZONES_SOURCE"):
@@ -68,6 +78,114 @@ def test_asking_for_zones_where_there_are_none_is_a_config_error_naming_the_key(
     problems = _config_errors(mutate)
     assert len(problems) == 1 and problems[0].startswith(key + ": "), problems
     assert "learn.microsoft.com" in problems[0]
+
+
+def test_prod_places_nothing_zonal_in_westus_and_keeps_zones_in_eastus(prod_plan: Plan) -> None:
+    assert zone_violations(prod_plan) == []
+    agw = prod_plan.get("azure-native:network:ApplicationGateway", "region-westus-agw")["inputs"]
+    assert not agw.get("zones")
+    assert prod_plan.get("azure-native:app:ManagedEnvironment", "cell-banking-eus-cae")["inputs"]["zoneRedundant"]
+    assert not prod_plan.get("azure-native:app:ManagedEnvironment", "cell-banking-wus-cae")["inputs"]["zoneRedundant"]
+    cosmos = prod_plan.get("azure-native:cosmosdb:DatabaseAccount", "global-cosmos")["inputs"]
+    assert {loc["locationName"]: loc["isZoneRedundant"] for loc in cosmos["locations"]} == \
+        {"eastus": True, "westus": False}
+
+
+@pytest.mark.parametrize("size", ["M", "L"])
+def test_benchmark_fleets_respect_region_capabilities_and_pass_the_pack(size: str, stack_file: StackFile) -> None:
+    doc = fleet_doc(size)
+    plan = cached_plan(ROOT, "prod", stack_file(doc=doc))
+    assert zone_violations(plan) == []
+    assert pack_violations(plan, [r["name"] for r in doc["config"]["stamps:regions"]]) == []
+
+
+def test_a_fleet_whose_dr_region_has_no_zones_plans_without_zonal_resources_there(stack_file: StackFile) -> None:
+    def dr_north_central(cfg: dict[str, Any]) -> None:
+        cfg["stamps:regions"][1]["name"] = "northcentralus"
+        cfg["stamps:regions"][0]["drRegion"] = "northcentralus"
+        for c in cfg["stamps:cells"]:
+            if c.get("standby"):
+                c["standby"]["region"] = "northcentralus"
+
+    plan = plan_stack(ROOT, "prod", stack_file(dr_north_central))
+    assert not cap.has_zones("northcentralus")
+    assert zone_violations(plan) == []
+    assert pack_violations(plan, ["eastus", "northcentralus"]) == []
+    assert [r for r in plan.custom() if r["inputs"].get("location") == "northcentralus"]
+
+
+def test_zone_redundancy_is_a_choice(stack_file: StackFile) -> None:
+    def off(cfg: dict[str, Any]) -> None:
+        cfg["stamps:cells"][0]["zoneRedundant"] = False
+        cfg["stamps:regions"][0]["zoneRedundant"] = False
+
+    plan = plan_stack(ROOT, "prod", stack_file(off))
+    assert plan.get("azure-native:app:ManagedEnvironment", "cell-banking-eus-cae")["inputs"]["zoneRedundant"] is False
+    assert plan.get("azure-native:sql:Database", "cell-banking-eus-db")["inputs"]["zoneRedundant"] is False
+    assert plan.get("azure-native:storage:StorageAccount", "cell-banking-eus-st")["inputs"]["sku"]["name"] == \
+        "Standard_GRS"
+    assert not plan.get("azure-native:network:ApplicationGateway", "region-eastus-agw")["inputs"].get("zones")
+
+
+def test_role_assignment_names_are_seeded_by_scope_principal_and_role(prod_plan: Plan, stack_file: StackFile) -> None:
+    prod = _role_assignments(prod_plan)
+    for ra in prod:
+        seed = "/".join(str(p).lower() for p in (ra["scope"], ra["principalId"], ra["roleDefinitionId"]))
+        assert ra["roleAssignmentName"] == str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+    assert len({ra["roleAssignmentName"] for ra in prod}) == len(prod)
+
+    def staging(cfg: dict[str, Any]) -> None:
+        cfg["stamps:environment"] = "staging"
+
+    # Names are unique in the whole Entra tenant: a staging stack next to prod must not collide.
+    other = _role_assignments(plan_stack(ROOT, "staging", stack_file(staging)))
+    assert not {ra["roleAssignmentName"] for ra in prod} & {ra["roleAssignmentName"] for ra in other}
+
+
+# --- 2. edge certificates ------------------------------------------------------------------------------------
+def _depends_on(plan: Plan, gateway: dict[str, Any], typ: str) -> list[dict[str, Any]]:
+    return [r for r in plan.by_type(typ) if r["urn"] in gateway["dependencies"]]
+
+
+def test_each_gateway_waits_for_its_stored_certificate_and_its_role(prod_plan: Plan) -> None:
+    for region in ("eastus", "westus"):
+        agw = prod_plan.get("azure-native:network:ApplicationGateway", f"region-{region}-agw")
+        vault = prod_plan.get("azure-native:keyvault:Vault", f"region-{region}-kv")["inputs"]["vaultName"]
+        (secret,) = _depends_on(prod_plan, agw, "azure-native:keyvault:Secret")
+        assert secret["inputs"]["vaultName"] == vault and secret["inputs"]["secretName"] == "stamps-edge"
+        assert secret["inputs"]["properties"]["value"] == "[secret]"
+        assert secret["inputs"]["properties"]["contentType"] == "application/x-pkcs12"
+        assert agw["inputs"]["sslCertificates"][0]["keyVaultSecretId"] == \
+            f"https://{vault}.vault.azure.net/secrets/stamps-edge"
+        roles = _depends_on(prod_plan, agw, "azure-native:authorization:RoleAssignment")
+        assert [r["inputs"]["roleDefinitionId"].rsplit("/", 1)[-1] for r in roles] == \
+            [ROLE_IDS["Key Vault Secrets User"]]
+        assert roles[0]["inputs"]["scope"].endswith(f"/vaults/{vault}")
+        # Operators may import and rotate certificates: roles on the vault and its firewall lets them in.
+        officers = {r["roleDefinitionId"].rsplit("/", 1)[-1] for r in _role_assignments(prod_plan)
+                    if r["scope"].endswith(f"/vaults/{vault}") and r["principalType"] == "Group"}
+        assert officers == {ROLE_IDS["Key Vault Certificates Officer"], ROLE_IDS["Key Vault Secrets Officer"]}
+
+
+def test_a_certificate_in_an_existing_vault_is_read_there(stack_file: StackFile) -> None:
+    central = ("/subscriptions/00000000-0000-4000-8000-00000000c0de/resourceGroups/rg-pki/providers/"
+               "Microsoft.KeyVault/vaults/kv-central-pki")
+
+    def external(cfg: dict[str, Any]) -> None:
+        cfg["stamps:tls"]["keyVaultId"] = central
+
+    plan = plan_stack(ROOT, "prod", stack_file(external))
+    assert plan.by_type("azure-native:keyvault:Secret") == []
+    agw = plan.get("azure-native:network:ApplicationGateway", "region-eastus-agw")
+    assert agw["inputs"]["sslCertificates"][0]["keyVaultSecretId"] == \
+        "https://kv-central-pki.vault.azure.net/secrets/stamps-edge"
+    (role,) = _depends_on(plan, agw, "azure-native:authorization:RoleAssignment")
+    assert role["inputs"]["scope"] == central
+
+
+def test_a_malformed_vault_id_is_a_config_error_naming_the_key() -> None:
+    problems = _config_errors(lambda c: c["stamps:tls"].update(keyVaultId="kv-central-pki"))
+    assert problems[0].startswith("stamps:tls.keyVaultId: ")
 
 
 # --- 3. Container Apps that start ------------------------------------------------------------------------------
@@ -99,7 +217,7 @@ def _apps(plan: Plan) -> dict[str, dict[str, Any]]:
 
 def test_every_template_change_gets_a_new_revision_suffix(prod_plan: Plan, stack_file: StackFile) -> None:
     def fail_over(cfg: dict[str, Any]) -> None:
-        cfg["stamps:activeRegion"] = "westus"
+        cfg["stamps:regions"][0]["servingFrom"] = "dr"
 
     after = _apps(plan_stack(ROOT, "prod", stack_file(fail_over)))
     before = _apps(prod_plan)

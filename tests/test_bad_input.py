@@ -137,8 +137,8 @@ def test_policy_config_typos_are_refused(config: object, named: str, tmp_path: P
     (("isolate", "x" * 5_000_000, "--reason", "x"), "CELL"),
     (("isolate",), "CELL"),
     (("no-such-playbook",), "PLAYBOOK"),
-    (("failover", "--to", "westus", "--stack", "a/b/c/d"), "--stack"),
-    (("failover", "--to", "westus", "--stack", "staging"), "--stack"),
+    (("failover", "--region", "eastus", "--stack", "a/b/c/d"), "--stack"),
+    (("failover", "--region", "eastus", "--stack", "staging"), "--stack"),
 ])
 def test_bad_arguments_exit_2_naming_the_argument(project: Path, argv: tuple[str, ...], named: str,
                                                   capsys: pytest.CaptureFixture[str]) -> None:

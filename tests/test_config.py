@@ -76,8 +76,13 @@ CASES: list[tuple[str, Any, list[str]]] = [
      ["stamps:tenants[0].cell", "lacks compliance ['hipaa']", "valid: healthcare"]),
     ("bad SQL sku", lambda c: _cells(c)[0]["sql"].update(sku="S99"),
      ["stamps:cells[0].sql", "not an Azure SQL service objective"]),
-    ("active region serving nothing", lambda c: c.update({"stamps:activeRegion": "westus2"}),
-     ["stamps:activeRegion", "serves no CELLs"]),
+    # The retired environment-wide switch is never silently misread: it names what replaced it.
+    ("retired activeRegion", lambda c: c.update({"stamps:activeRegion": "westus"}),
+     ["stamps:activeRegion", "servingFrom: dr", "stamps-ops failover --region"]),
+    ("servingFrom on a DR region", lambda c: c["stamps:regions"][1].update(servingFrom="dr"),
+     ["stamps:regions[1]", "servingFrom is only set on primary regions"]),
+    ("servingFrom typo", lambda c: c["stamps:regions"][0].update(servingFrom="westus"),
+     ["stamps:regions[0].servingFrom", "'primary' or 'dr'"]),
     ("overlapping networks", lambda c: c["stamps:regions"][1].update(addressSpace="10.10.0.0/16"),
      ["stamps:regions[1].addressSpace", "overlaps"]),
 ]
@@ -134,12 +139,29 @@ def test_names_are_stable_and_within_azure_rules() -> None:
 
 def test_standby_scales_to_active_size_when_its_region_serves() -> None:
     doc = prod_config()
-    doc["config"]["stamps:activeRegion"] = "westus"
+    doc["config"]["stamps:regions"][0]["servingFrom"] = "dr"
     env = load_environment("stamps", "prod", _values(doc))
     banking_dr = env.instance("banking", "standby")
     assert (banking_dr.replicas.min, banking_dr.replicas.max) == (3, 10)
-    assert env.failed_over and env.dns_ttl == 60
-    assert env.region_priority("westus") == 1 and env.region_priority("eastus") == 2
+    assert env.failed_over("eastus") and env.dns_ttl("eastus") == 60
+    assert env.endpoint_priority("eastus", "westus") == 1 and env.endpoint_priority("eastus", "eastus") == 2
+
+
+def test_each_primary_serves_its_own_cells_and_fails_over_alone() -> None:
+    doc = prod_config()
+    cfg = doc["config"]
+    cfg["stamps:regions"].insert(1, {"name": "centralus", "role": "primary", "drRegion": "westus",
+                                     "addressSpace": "10.30.0.0/16", "servingFrom": "dr"})
+    cfg["stamps:cells"].append({"name": "central", "region": "centralus", "model": "shared", "capacity": 10,
+                                "standby": {"region": "westus"}})
+    env = load_environment("stamps", "prod", _values(doc))
+    assert [env.serving_region(p) for p in env.primary_regions] == ["eastus", "westus"]
+    assert env.failed_over_regions == ["centralus"]
+    assert env.primaries_backed_by("westus") == ["eastus", "centralus"]
+    # eastus keeps serving: its standbys stay at standby size; centralus's standby runs at active size.
+    assert env.instance("banking", "standby").replicas.min == 1
+    assert env.instance("central", "standby").replicas.min == 2
+    assert (env.dns_ttl("eastus"), env.dns_ttl("centralus")) == (300, 60)
 
 
 def test_schema_command_prints_json_schema(capsys: pytest.CaptureFixture[str]) -> None:

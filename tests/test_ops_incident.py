@@ -67,7 +67,7 @@ def runner(project: Path) -> RecordingRunner:
 
 @pytest.fixture
 def arm(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
+    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfiles"]["eastus"]).split("/")[2]) as fake:
         yield fake
 
 
@@ -76,7 +76,7 @@ class Edge:
 
     def __init__(self, arm: FakeArm, env: Environment, outputs: dict[str, Any]) -> None:
         self.arm, self.env = arm, env
-        self.tm = str(outputs["trafficManagerProfileId"])
+        self.tm = str(outputs["trafficManagerProfiles"]["eastus"])
         n = env.naming
         self.afd = (f"/subscriptions/{arm.subscription_id}/resourceGroups/{n.global_group()}/providers/"
                     f"Microsoft.Cdn/profiles/{n.front_door()}")
@@ -203,10 +203,10 @@ def test_disabled_traffic_manager_is_p0_reasserted_by_a_stack_update_announced_a
     steps = record["runs"][0]["steps"]
     assert [(s["step"], s["status"]) for s in steps] == [
         ("assessment", "warn"), ("mitigation", "ok"), ("communication", "ok"), ("escalation", "ok")]
-    assert steps[0]["data"]["drift"] == [{"resource": "traffic-manager", "kind": "profile", "actual": "Disabled",
-                                          "desired": "Enabled"}]
+    assert steps[0]["data"]["drift"] == [{"resource": "traffic-manager", "profile": "eastus", "kind": "profile",
+                                          "actual": "Disabled", "desired": "Enabled"}]
     out = capsys.readouterr().out
-    assert "Traffic Manager profile is Disabled" in out and "re-asserted the stack's desired state" in out
+    assert "Traffic Manager profile of eastus is Disabled" in out and "re-asserted the stack's desired state" in out
     for secret in (ROUTING_KEY, STATUSPAGE_KEY, SLACK_PATH):
         assert secret not in out and secret not in json.dumps(record)
 
@@ -304,7 +304,7 @@ def test_an_endpoint_the_config_disables_is_not_drift(env: Environment, outputs:
     cfg = ctx.config_file()
     cfg.set("stamps:regions[name=eastus].trafficEnabled", False)  # a DR drill in progress (not saved)
     drilled = ctx.environment(cfg)
-    tm = str(outputs["trafficManagerProfileId"])
+    tm = str(outputs["trafficManagerProfiles"]["eastus"])
     n = env.naming
     afd = (f"/subscriptions/{tm.split('/')[2]}/resourceGroups/{n.global_group()}/providers/Microsoft.Cdn/"
            f"profiles/{n.front_door()}")
@@ -322,6 +322,6 @@ def test_an_endpoint_the_config_disables_is_not_drift(env: Environment, outputs:
     assert assess(drilled, outputs, stub).drift == []
     assert assess(drilled, outputs, stub).level()[0] == "P2"
     normal = assess(env, outputs, stub)
-    assert normal.drift == [{"resource": "traffic-manager", "kind": "endpoint-eastus", "actual": "Disabled",
-                             "desired": "Enabled"}]
+    assert normal.drift == [{"resource": "traffic-manager", "profile": "eastus", "kind": "endpoint-eastus",
+                             "actual": "Disabled", "desired": "Enabled"}]
     assert normal.level()[0] == "P1"

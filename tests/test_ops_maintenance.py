@@ -42,7 +42,7 @@ def env() -> Environment:
 
 @pytest.fixture
 def arm(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfileId"]).split("/")[2]) as fake:
+    with serving(monkeypatch, subscription_id=str(outputs["trafficManagerProfiles"]["eastus"]).split("/")[2]) as fake:
         yield fake
 
 
@@ -105,7 +105,7 @@ class World:
                 self.database(ids["databaseId"])
         for region in self.env.deployed_regions:
             self.certificate(region, days=90)
-        tm = self.outputs["trafficManagerProfileId"]
+        tm = self.outputs["trafficManagerProfiles"]["eastus"]
         self.arm.set_collection(f"{tm}/providers/Microsoft.Insights/metricDefinitions", [
             {"name": {"value": TM_ENDPOINT_STATE}, "unit": "Count", "primaryAggregationType": "Maximum"},
             {"name": {"value": "QpsByEndpoint"}, "unit": "Count", "primaryAggregationType": "Total"},
@@ -326,7 +326,7 @@ def test_monthly_fails_on_direct_user_owner_suspended_replication_and_missing_me
     world.assignments.append(world.assignment("user-bob", "User", OWNER))
     world.links["retail"] = "SUSPENDED"
     world.replication()
-    tm = world.outputs["trafficManagerProfileId"]
+    tm = world.outputs["trafficManagerProfiles"]["eastus"]
     arm.set_collection(f"{tm}/providers/Microsoft.Insights/metricDefinitions", [])
     out = tmp_path / "monthly.json"
 

@@ -85,8 +85,16 @@ class Health:
         self.regions = regions
 
     def endpoint_health(self, profile_id: str, endpoint: str) -> bool | None:
-        assert profile_id.endswith("/trafficManagerProfiles/tm-stamps-prod")
+        # The health check reads the failing region's own profile: eastus's endpoints live in eastus's profile.
+        assert profile_id.endswith("/trafficManagerProfiles/tm-stamps-prod-eus")
         return self.regions.get(endpoint.removeprefix("endpoint-"))
+
+
+def serving(ops: Ops, region: str = "eastus") -> str:
+    return next(r for r in ops.stack["stamps:regions"] if r["name"] == region).get("servingFrom", "primary")
+
+
+UNPROTECTED = ("--accept-unprotected", "shared-smb")
 
 
 # --- onboarding ---------------------------------------------------------------------------------------
@@ -133,61 +141,76 @@ def test_onboard_bad_input_names_the_argument(ops: Ops, capsys: pytest.CaptureFi
 
 def test_failover_refuses_a_healthy_primary_without_force(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
     before = ops.text()
-    rc = ops("failover", "--to", "westus", metrics_factory=lambda: Health(eastus=True, westus=True))
+    rc = ops("failover", "--region", "eastus", *UNPROTECTED, metrics_factory=lambda: Health(eastus=True, westus=True))
     assert rc == 4
     assert "eastus is healthy" in capsys.readouterr().err
     assert ops.text() == before
 
 
-def test_failover_changes_at_most_six_resources_and_notifies(ops: Ops, receiver: Receiver) -> None:  # noqa: F811
+def test_failover_refuses_to_strand_cells_without_a_standby(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
+    before = ops.text()
+    assert ops("failover", "--region", "eastus", metrics_factory=lambda: Health(eastus=False)) == 4
+    err = capsys.readouterr().err
+    assert "CELLs without a standby: shared-smb" in err and "--accept-unprotected shared-smb" in err
+    assert ops("failover", "--region", "eastus", "--accept-unprotected", "nope",
+               metrics_factory=lambda: Health(eastus=False)) == 2
+    assert "--accept-unprotected: no CELL named nope" in capsys.readouterr().err
+    assert ops.text() == before
+
+
+def test_failover_changes_only_its_region_and_notifies(ops: Ops, receiver: Receiver) -> None:  # noqa: F811
     notifier = lambda: Notifier([  # noqa: E731
         SlackWebhook(Secret(receiver.base_url + "/services/T1/B1/xyz"), channel="#operations"),
         PagerDutyEvents(Secret("routing-key-123"), events_url=receiver.base_url + "/v2/enqueue"),
     ])
-    changes = diff_of(ops, "failover", "--to", "westus",
+    changes = diff_of(ops, "failover", "--region", "eastus", *UNPROTECTED,
                       metrics_factory=lambda: Health(eastus=False), notifier_factory=notifier)
-    assert len(changes) <= 6
+    # eastus's Traffic Manager profile (priorities + TTL, one PUT) and its three standbys scaled up.
     assert {n for _, n in changes} == {
-        "routing-tm", "routing-afd-origin-eastus", "routing-afd-origin-westus",
-        "cell-banking-wus-app", "cell-retail-wus-app", "cell-healthcare-wus-app"}
-    assert ops.stack["stamps:activeRegion"] == "westus"
+        "routing-tm-eastus", "cell-banking-wus-app", "cell-retail-wus-app", "cell-healthcare-wus-app"}
+    assert serving(ops) == "dr"
     slack = receiver.on("/services/")[0].json()
     assert "westus" in slack["text"] and slack["channel"] == "#operations"
     page = receiver.on("/v2/enqueue")[0].json()
     assert page["event_action"] == "trigger" and page["payload"]["severity"] == "critical"
-    # Failback reverses exactly those resources, and resolves the page.
-    back = diff_of(ops, "failback", metrics_factory=lambda: Health(eastus=True), notifier_factory=notifier)
+    assert page["dedup_key"] == "stamps-prod-dr-eastus"
+    # A re-run is a no-op; failback reverses exactly those resources and resolves the page.
+    assert diff_of(ops, "failover", "--region", "eastus", metrics_factory=lambda: Health(eastus=False)) == set()
+    back = diff_of(ops, "failback", "--region", "eastus", metrics_factory=lambda: Health(eastus=True),
+                   notifier_factory=notifier)
     assert {n for _, n in back} == {n for _, n in changes}
     assert receiver.on("/v2/enqueue")[-1].json()["event_action"] == "resolve"
-    assert ops.stack["stamps:activeRegion"] == "eastus"
+    assert serving(ops) == "primary"
 
 
 def test_failover_reads_health_through_azure_monitor(ops: Ops, fake_arm: FakeArm) -> None:
     profile = ("/subscriptions/00000000-0000-4000-8000-00000000c0de/resourceGroups/rg-stamps-prod-global/"
-               "providers/Microsoft.Network/trafficManagerProfiles/tm-stamps-prod")
+               "providers/Microsoft.Network/trafficManagerProfiles/tm-stamps-prod-eus")
     eastus = {"EndpointName": "endpoint-eastus"}
     fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 1], unit="Count", dimensions=eastus)
     reader = lambda: MetricsReader(arm_endpoint=fake_arm.base_url, connection_verify=fake_arm.ca_file)  # noqa: E731
-    assert ops("failover", "--to", "westus", metrics_factory=reader) == 4
+    assert ops("failover", "--region", "eastus", *UNPROTECTED, metrics_factory=reader) == 4
     sent = fake_arm.metric_requests()
     assert sent and sent[0].query["metricnames"] == TM_ENDPOINT_STATE
-    assert sent[0].path.lower().endswith("tm-stamps-prod/providers/microsoft.insights/metrics")
+    assert sent[0].path.lower().endswith("tm-stamps-prod-eus/providers/microsoft.insights/metrics")
     fake_arm.clear_metrics()
     fake_arm.set_metric(profile, TM_ENDPOINT_STATE, [1, 0], unit="Count", dimensions=eastus)
-    assert ops("failover", "--to", "westus", metrics_factory=reader) == 0
-    assert ops.stack["stamps:activeRegion"] == "westus"
+    assert ops("failover", "--region", "eastus", *UNPROTECTED, metrics_factory=reader) == 0
+    assert serving(ops) == "dr"
 
 
 def test_failover_bad_region_and_forced(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
-    assert ops("failover", "--to", "northeurope", metrics_factory=lambda: Health()) == 2
-    assert "--to: 'northeurope' cannot take traffic from eastus; valid: westus" in capsys.readouterr().err
-    assert ops("failover", "--to", "westus", "--force", metrics_factory=lambda: Health(eastus=True)) == 0
+    assert ops("failover", "--region", "westus", metrics_factory=lambda: Health()) == 2
+    assert "--region: 'westus' is not a primary region; valid: eastus" in capsys.readouterr().err
+    assert ops("failover", "--region", "eastus", "--force", *UNPROTECTED,
+               metrics_factory=lambda: Health(eastus=True)) == 0
 
 
 def test_dry_run_changes_nothing(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
     before = ops.text()
-    changes = diff_of(ops, "failover", "--to", "westus", "--dry-run", metrics_factory=lambda: Health(eastus=False))
-    assert len(changes) == 6
+    changes = diff_of(ops, "failover", "--region", "eastus", "--dry-run", *UNPROTECTED,
+                      metrics_factory=lambda: Health(eastus=False))
+    assert len(changes) == 4
     assert ops.text() == before
     assert not (ops.project / ".stamps" / "audit").exists()
 
@@ -195,8 +218,8 @@ def test_dry_run_changes_nothing(ops: Ops, capsys: pytest.CaptureFixture[str]) -
 def test_dr_drill_disables_verifies_and_reenables(ops: Ops) -> None:
     reads = iter([Health(westus=True, eastus=True), Health(westus=True, eastus=False)])
     before = ops.text()
-    changes = diff_of(ops, "dr-drill", "--poll", "0", metrics_factory=lambda: next(reads))
-    assert ("update", "routing-tm") in changes
+    changes = diff_of(ops, "dr-drill", "--region", "eastus", "--poll", "0.01", metrics_factory=lambda: next(reads))
+    assert ("update", "routing-tm-eastus") in changes
     assert ops.text() == before, "a drill leaves the stack file exactly as it found it"
     log = (ops.project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()
     assert [json.loads(x)["event"] for x in log] == ["primary-disabled", "primary-enabled"]
@@ -204,7 +227,7 @@ def test_dr_drill_disables_verifies_and_reenables(ops: Ops) -> None:
 
 def test_dr_drill_failure_still_reenables(ops: Ops) -> None:
     before = ops.text()
-    rc = ops("dr-drill", "--verify-timeout", "0", "--poll", "0", metrics_factory=lambda: Health(westus=False))
+    rc = ops("dr-drill", "--verify-timeout", "0.01", "--poll", "0.01", metrics_factory=lambda: Health(westus=False))
     assert rc == 1
     assert ops.text() == before
 
@@ -361,14 +384,15 @@ def test_failover_through_the_automation_api_targets_only_its_resources(ops: Ops
     def factory(project_dir: Path, stack: str, dry_run: bool, kind: str) -> AutomationRunner:
         return AutomationRunner(project_dir, stack, pulumi_command=fake, show_progress=False)
 
-    args = ["failover", "--to", "westus", "--force", "--project-dir", str(ops.project), "--actor", "sre-alice"]
+    args = ["failover", "--region", "eastus", "--force", *UNPROTECTED, "--project-dir", str(ops.project),
+            "--actor", "sre-alice"]
     assert main(args, runner_factory=factory, **ops.seams, metrics_factory=lambda: Health()) == 0
     up = next(call for call in fake.calls if call[0] == "up")
     targets = [up[i + 1] for i, arg in enumerate(up) if arg == "--target"]
     names = sorted(t.rsplit("::", 1)[1] for t in targets)
-    assert names == sorted(["routing-tm", "routing-afd-origin-eastus", "routing-afd-origin-westus",
-                            "cell-banking-wus-app", "cell-retail-wus-app", "cell-healthcare-wus-app"])
+    assert names == sorted(["routing-tm-eastus", "cell-banking-wus-app", "cell-retail-wus-app",
+                            "cell-healthcare-wus-app"])
     assert all(t.startswith("urn:pulumi:prod::stamps::") for t in targets)
     assert "--target-dependents" in up and "--yes" in up
-    assert ops.stack["stamps:activeRegion"] == "westus", "the CLI deploys the saved, reviewed stack file"
+    assert serving(ops) == "dr", "the CLI deploys the saved, reviewed stack file"
     assert not any(call[:2] == ["config", "set-all"] for call in fake.calls)

@@ -71,7 +71,7 @@ def outputs() -> dict[str, Any]:
 
 @pytest.fixture
 def arm(outputs: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeArm]:
-    sub = str(outputs["trafficManagerProfileId"]).split("/")[2]
+    sub = str(outputs["trafficManagerProfiles"]["eastus"]).split("/")[2]
     for name in ("AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_TENANT_ID", "AZURE_USERNAME",
                  "AZURE_FEDERATED_TOKEN_FILE", "MSI_ENDPOINT", "IMDS_ENDPOINT", "AZURE_TOKEN_CREDENTIALS"):
         monkeypatch.delenv(name, raising=False)
@@ -381,7 +381,7 @@ def test_isolated_cell_is_never_scaled_and_a_standby_counts_only_while_serving()
     env = ctx.environment()
     assert [i.key for i in serving_instances(env, env.cells[0])] == ["banking-eus"]
     failed_over = ctx.config_file()
-    failed_over.set("stamps:activeRegion", "westus")
+    failed_over.set("stamps:regions[name=eastus].servingFrom", "dr")
     env = ctx.environment(failed_over)
     assert [i.key for i in serving_instances(env, env.cells[0])] == ["banking-wus"]
     assert [i.key for i in serving_instances(env, env.cells[3])] == ["shared-smb-eus"]  # no standby to take over

@@ -30,7 +30,8 @@ from tests.test_runner import FakePulumi
 LOCKED = "error: [409] Conflict: Another update is currently in progress."
 PROVIDER = "error: update failed\nerror: cell-banking-wus-app: Code=\"ContainerAppOperationError\""
 CANCELLED = "error: update canceled"
-FAILOVER = ("failover", "--to", "westus", "--force", "--actor", "sre-alice")
+FAILOVER = ("failover", "--region", "eastus", "--force", "--accept-unprotected", "shared-smb", "--actor", "sre-alice")
+FAILED_OVER = "servingFrom: dr"  # what the stack file says once eastus serves from its DR region
 
 
 @pytest.fixture(autouse=True)
@@ -96,7 +97,7 @@ def test_a_failed_update_leaves_the_stack_file_as_before_and_the_rerun_deploys(
     healthy = FakePulumi(history=broken.history)
     assert automation(project, healthy, *FAILOVER) == 0
     assert len(ups(healthy)) == 1
-    assert "stamps:activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    assert FAILED_OVER in (project / "Pulumi.prod.yaml").read_text()
     audit = (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()
     assert [json.loads(line)["event"] for line in audit] == ["failed-over"]
 
@@ -132,7 +133,8 @@ def on_up():
 
 fake = FakePulumi(on_up=on_up)
 factory = lambda d, s, dry, kind: AutomationRunner(d, s, pulumi_command=fake, show_progress=False)
-sys.exit(main(["failover", "--to", "westus", "--force", "--project-dir", str(project)], runner_factory=factory,
+sys.exit(main(["failover", "--region", "eastus", "--force", "--accept-unprotected", "shared-smb",
+               "--project-dir", str(project)], runner_factory=factory,
               metrics_factory=lambda: Health(eastus=False)))
 """
 
@@ -156,7 +158,7 @@ def test_sigkill_in_the_middle_of_up_leaves_the_file_as_before_and_the_rerun_dep
     # The kernel dropped the stack lock with the process: the re-run is not refused, and it deploys.
     fake = FakePulumi()
     assert automation(project, fake, *FAILOVER) == 0
-    assert len(ups(fake)) == 1 and "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    assert len(ups(fake)) == 1 and FAILED_OVER in (project / "Pulumi.prod.yaml").read_text()
 
 
 def test_killed_stack_file_writes_leave_no_temp_copies(project: Path) -> None:
@@ -165,7 +167,7 @@ def test_killed_stack_file_writes_leave_no_temp_copies(project: Path) -> None:
     leftover = project / ".Pulumi.prod.yaml.k1ll3d.tmp"  # what a SIGKILL inside write_atomic leaves
     leftover.write_text("half a file")
     cfg = StackConfigFile.for_stack(project, "prod")
-    cfg.set("stamps:activeRegion", "westus")
+    cfg.set("stamps:regions[name=eastus].servingFrom", "dr")
     cfg.save()
     assert not leftover.exists()
     assert sorted(p.name for p in project.glob(".Pulumi.prod.yaml.*")) == []
@@ -204,9 +206,9 @@ def test_already_done_is_judged_against_the_deployed_stack_and_says_so(
 DRY_RUNS = [
     ("onboard", "acme", "--tier", "basic", "--email", "it@acme.example"),
     ("onboard", "megabank", "--tier", "enterprise", "--email", "x@megabank.example"),
-    ("failover", "--to", "westus"),
+    ("failover", "--region", "eastus", "--accept-unprotected", "shared-smb"),
     ("failback",),
-    ("dr-drill", "--poll", "0"),
+    ("dr-drill", "--poll", "0.01"),
     ("isolate", "retail", "--reason", "x"),
     ("reinstate", "retail"),
     ("restore-data", "banking", "--to", "2026-11-26T03:00:00Z"),
@@ -273,7 +275,7 @@ def test_a_failing_channel_after_the_change_is_reported_others_fire_audit_writte
     assert rc == 5, "the exit code says the change happened and a channel failed"
     assert "statuspage" in err and "deployed" in err
     assert len(slack.sent) == 1 and len(statuspage.sent) == 1
-    assert len(ups(fake)) == 1 and "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    assert len(ups(fake)) == 1 and FAILED_OVER in (project / "Pulumi.prod.yaml").read_text()
     audit = [json.loads(x) for x in (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
     assert [a["event"] for a in audit] == ["failed-over"]
 
@@ -308,7 +310,7 @@ def test_bare_and_qualified_stack_names_use_the_bare_name_for_files_urns_and_nam
     assert targets and all(t.startswith("urn:pulumi:prod::stamps::") for t in targets)
     assert any(t.endswith("::cell-banking-wus-app") for t in targets), "names use the bare stack's suffix"
     assert (project / ".stamps" / "audit" / "prod.jsonl").is_file()
-    assert "activeRegion: westus" in (project / "Pulumi.prod.yaml").read_text()
+    assert FAILED_OVER in (project / "Pulumi.prod.yaml").read_text()
 
 
 @pytest.mark.parametrize(("name", "message"), [

@@ -71,23 +71,33 @@ def test_global_and_regional_resources(prod_plan: Plan) -> None:
                 "azure-native:keyvault:Vault", "azure-native:automation:AutomationAccount"} <= kids
 
 
-def test_traffic_manager_priority_routing(prod_plan: Plan) -> None:
-    tm = prod_plan.get("azure-native:trafficmanager:Profile", "routing-tm")["inputs"]
+def test_one_traffic_manager_profile_per_primary_region(prod_plan: Plan) -> None:
+    tm = prod_plan.get("azure-native:trafficmanager:Profile", "routing-tm-eastus")["inputs"]
     assert tm["trafficRoutingMethod"] == "Priority"
     assert tm["dnsConfig"]["ttl"] == 300
-    assert tm["monitorConfig"]["protocol"] == "HTTPS" and tm["monitorConfig"]["path"] == "/health"
+    # The probe asks eastus's gateways for eastus's CELLs, under the host API Management calls them by.
+    assert tm["monitorConfig"]["protocol"] == "HTTPS" and tm["monitorConfig"]["path"] == "/health/eastus"
+    assert tm["monitorConfig"]["customHeaders"] == [{"name": "host", "value": "eastus.cells.contoso.com"}]
     prio = {e["name"]: e["priority"] for e in tm["endpoints"]}
     assert prio == {"endpoint-eastus": 1, "endpoint-westus": 2}
     assert all("/publicIPAddresses/" in e["targetResourceId"] for e in tm["endpoints"])
+    assert len(prod_plan.by_type("azure-native:trafficmanager:Profile")) == 1  # westus is DR only
 
 
-def test_front_door_origins_and_probe(prod_plan: Plan) -> None:
+def test_front_door_sends_everything_to_api_management(prod_plan: Plan) -> None:
     group = prod_plan.get("azure-native:cdn:AFDOriginGroup", "routing-afd-origins")["inputs"]
-    assert group["healthProbeSettings"]["probePath"] == "/health"
+    assert group["healthProbeSettings"]["probePath"] == "/status-0123456789abcdef"
     origins = prod_plan.by_type("azure-native:cdn:AFDOrigin")
-    assert sorted(o["inputs"]["priority"] for o in origins) == [1, 2]
-    assert all(o["inputs"]["hostName"].endswith(".cloudapp.azure.com") for o in origins)
+    # One origin per API Management gateway (Premium: every deployed region), by its regional host name.
+    assert sorted(o["inputs"]["hostName"] for o in origins) == [
+        "apim-stamps-prod-a57dd-eastus-01.regional.azure-api.net",
+        "apim-stamps-prod-a57dd-westus-01.regional.azure-api.net"]
+    domain = prod_plan.get("azure-native:cdn:AFDCustomDomain", "routing-afd-domain")["inputs"]
+    assert domain["hostName"] == "api.contoso.com"
     assert prod_plan.get("azure-native:cdn:Profile", "routing-afd")["inputs"]["sku"]["name"].endswith("AzureFrontDoor")
+    records = {(r["name"], r["type"]) for r in prod_plan.outputs["dnsRecords"]}
+    assert records == {("api.contoso.com", "CNAME"), ("_dnsauth.api.contoso.com", "TXT"),
+                       ("eastus.cells.contoso.com", "CNAME")}
 
 
 def test_cosmos_tenant_directory(prod_plan: Plan) -> None:
@@ -108,16 +118,19 @@ def test_app_gateway_waf_and_cell_paths(prod_plan: Plan) -> None:
     agw = prod_plan.get("azure-native:network:ApplicationGateway", "region-eastus-agw")["inputs"]
     assert agw["sku"] == {"name": "WAF_v2", "tier": "WAF_v2"}
     paths = {rule["name"]: rule["paths"] for rule in agw["urlPathMaps"][0]["pathRules"]}
-    assert paths == {f"path-{c}": [f"/cells/{c}/*"] for c in ("banking", "retail", "healthcare", "shared-smb")}
-    assert {p["name"] for p in agw["probes"]} == {f"probe-{c}" for c in ("banking", "retail", "healthcare",
-                                                                           "shared-smb")}
+    cells = ("banking", "retail", "healthcare", "shared-smb")
+    assert paths == {**{f"path-{c}": [f"/cells/{c}/*"] for c in cells}, "path-health-eastus": ["/health/eastus"]}
     waf = prod_plan.get("azure-native:network:WebApplicationFirewallPolicy", "region-eastus-waf")["inputs"]
     assert waf["policySettings"]["mode"] == "Prevention"
-    assert {"ruleSetType": "OWASP", "ruleSetVersion": "3.2"} in waf["managedRules"]["managedRuleSets"]
-    # Each pool points at its CELL environment's static IP.
+    # Custom rules run first: API Management's addresses, then probes on /health/, then nobody.
+    rules = [(r["name"], r["action"]) for r in sorted(waf["customRules"], key=lambda r: r["priority"])]
+    assert rules == [("AllowApiManagement", "Allow"), ("AllowHealthProbes", "Allow"), ("BlockEveryoneElse", "Block")]
+    assert waf["customRules"][0]["matchConditions"][0]["matchValues"] == prod_plan.outputs["apiManagementAddresses"]
+    # Pools address CELL apps by FQDN; the health pool holds every eastus CELL; nothing routed falls through.
     pools = {p["name"]: p.get("backendAddresses", []) for p in agw["backendAddressPools"]}
     assert pools["pool-unrouted"] == []
-    assert all(len(pools[f"pool-{c}"]) == 1 for c in ("banking", "retail"))
+    assert len(pools["pool-health-eastus"]) == 4
+    assert all(a["fqdn"].startswith("ca-") for a in pools["pool-banking"])
 
 
 def test_sql_hardening(prod_plan: Plan) -> None:
@@ -262,17 +275,17 @@ def test_against_prints_the_diff(prod_plan: Plan, stack_file: StackFile, tmp_pat
     prod_plan.write(old)
 
     def fail_over(cfg: dict[str, Any]) -> None:
-        cfg["stamps:activeRegion"] = "westus"
+        cfg["stamps:regions"][0]["servingFrom"] = "dr"
 
     rc = main(["plan", "--project-dir", str(ROOT), "--config-file", str(stack_file(fail_over)),
                "--against", str(old), "--no-tree"])
     out = capsys.readouterr().out
     assert rc == 0
-    assert "routing-tm" in out and "update" in out
-    # Failover touches Traffic Manager, the two Front Door origins and the three standby apps: 6 resources.
+    assert "routing-tm-eastus" in out and "update" in out
+    # Failover touches eastus's Traffic Manager profile and the three standby apps: 4 resources.
     changed = plan_stack(ROOT, "prod", stack_file(fail_over))
     diff = diff_plans(prod_plan, changed)
-    assert diff.changed == 6, diff.to_dict()
+    assert diff.changed == 4, diff.to_dict()
 
 
 def test_several_stacks_in_one_process_do_not_leak(prod_plan: Plan, stack_file: StackFile) -> None:

@@ -87,7 +87,9 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "apim-tenant-header-override", "apim-tier-tenant-header", "cell-alerts", "cell-diagnostics",
         "dr-standby-region", "dedicated-tenant-isolation", "cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
-        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles",
+        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "zone-support",
+        "gateway-certificate-and-role",
+        "traffic-through-api-management",
     }
     assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {"cost-apim-premium-prod-only",
                                                                               "cost-sql-sku-ceiling"}
@@ -471,3 +473,43 @@ def test_tag_support_read_from_source_matches_the_imported_args_classes() -> Non
     assert [tagging._signature_from_import(t) for t in types] == [True, False, True, False, False]
     assert tagging.snake_case("PublicIPAddress") == "public_ip_address"
     assert tagging.takes_tags("stamps:cell:Cell") is None
+
+
+# --- traffic: nothing public reaches a CELL except through API Management -------------------------------------
+
+
+def test_prod_plan_has_no_bypass(pack: PolicyPackProcess, prod_plan: Any) -> None:
+    assert "traffic-through-api-management" not in analyze_stack(pack, prod_plan.resources)
+
+
+def test_front_door_origin_at_a_gateway_is_blocked_by_the_pack(pack: PolicyPackProcess, prod_plan: Any) -> None:
+    import copy
+
+    resources = copy.deepcopy(prod_plan.resources)
+    pip = next(r for r in resources if r["name"] == "region-eastus-agw-pip")["inputs"]
+    origin = next(r for r in resources if r["name"] == "routing-afd-origin-eastus")["inputs"]
+    origin["hostName"] = f"{pip['dnsSettings']['domainNameLabel']}.eastus.cloudapp.azure.com"
+    found = analyze_stack(pack, resources)["traffic-through-api-management"]
+    assert found == [("routing-afd-route", "Front Door AFDOrigin routing-afd-origin-eastus sends public traffic to "
+                                           "ApplicationGateway region-eastus-agw without API Management")]
+
+
+def test_gateway_open_to_the_internet_is_blocked_by_the_pack(pack: PolicyPackProcess, prod_plan: Any) -> None:
+    import copy
+
+    resources = copy.deepcopy(prod_plan.resources)
+    waf = next(r for r in resources if r["name"] == "region-westus-waf")["inputs"]
+    waf["customRules"] = [r for r in waf["customRules"] if r["action"] != "Block"]
+    found = analyze_stack(pack, resources)["traffic-through-api-management"]
+    assert {name for name, _ in found} == {"region-westus-agw-pip"}
+    assert any("anyone on the internet reaches CELL banking@westus" in msg for _, msg in found)
+
+
+def test_unknown_origin_hosts_are_not_judged_during_preview(pack: PolicyPackProcess, prod_plan: Any) -> None:
+    import copy
+
+    resources = copy.deepcopy(prod_plan.resources)
+    for r in resources:
+        if r["type"] == AN + "cdn:AFDOrigin":
+            r["inputs"]["hostName"] = UNKNOWN
+    assert "traffic-through-api-management" not in analyze_stack(pack, resources)

@@ -160,3 +160,69 @@ def test_missing_data_plane_roles_fail(pack: PolicyPackProcess, broken: dict[str
                                        fragment: str) -> None:
     found = analyze_stack(pack, identity_stack(**broken))
     assert [n for n, _ in found["data-plane-roles"]] == [name] and fragment in found["data-plane-roles"][0][1]
+
+@pytest.mark.parametrize(("typ", "inputs", "fragment"), [
+    ("network:ApplicationGateway", {"location": "westus", "zones": ["1", "2", "3"]}, "westus, which has no"),
+    ("network:PublicIPAddress", {"location": "West US", "zones": ["1"]}, "which has no availability zones"),
+    ("app:ManagedEnvironment", {"location": "westus", "zoneRedundant": True}, "zoneRedundant: true in westus"),
+    ("storage:StorageAccount", {"location": "westus", "sku": {"name": "Standard_ZRS"}}, "ZRS is not offered in westus"),
+    ("storage:StorageAccount", {"location": "westus", "sku": {"name": "Standard_GZRS"}}, "GZRS is not offered"),
+    ("storage:StorageAccount", {"location": "italynorth", "sku": {"name": "Standard_GRS"}}, "no paired region"),
+    ("cosmosdb:DatabaseAccount", {"location": "eastus", "locations": [
+        {"locationName": "westus", "isZoneRedundant": True, "failoverPriority": 0}]}, "locations[0].isZoneRedundant"),
+])
+def test_zone_support_rejects_what_the_region_does_not_offer(pack: PolicyPackProcess, typ: str,
+                                                             inputs: dict[str, Any], fragment: str) -> None:
+    found = analyze(pack, res(AN + typ, "r", {**inputs, "tags": GOOD_TAGS}))
+    assert "zone-support" in found and any(fragment in m for m in found["zone-support"]), found
+    assert all("learn.microsoft.com" in m for m in found["zone-support"])
+
+
+@pytest.mark.parametrize(("typ", "inputs"), [
+    ("network:ApplicationGateway", {"location": "eastus", "zones": ["1", "2", "3"]}),
+    ("network:ApplicationGateway", {"location": "westus"}),
+    ("storage:StorageAccount", {"location": "eastus", "sku": {"name": "Standard_GZRS"}}),
+    ("storage:StorageAccount", {"location": "westus", "sku": {"name": "Standard_GRS"}}),
+])
+def test_zone_support_accepts_what_the_region_offers(pack: PolicyPackProcess, typ: str, inputs: dict[str, Any]) -> None:
+    assert "zone-support" not in analyze(pack, res(AN + typ, "r", {**inputs, "tags": GOOD_TAGS}))
+
+
+def gateway_stack(*, secret: bool = True, secret_dep: bool = True, role_dep: bool = True,
+                  external: bool = False) -> list[dict[str, Any]]:
+    vault = res(AN + "keyvault:Vault", "kv", {"vaultName": "kv-prod-eus", "location": "eastus", "tags": GOOD_TAGS})
+    out = [vault]
+    deps = []
+    if secret:
+        s = res(AN + "keyvault:Secret", "edge", {"vaultName": "kv-prod-eus", "secretName": "stamps-edge"})
+        out.append(s)
+        if secret_dep:
+            deps.append(s["urn"])
+    role = res(AN + "authorization:RoleAssignment", "agw-kv", {"roleDefinitionId": "/subscriptions/s" + KV_USER})
+    out.append(role)
+    if role_dep:
+        deps.append(role["urn"])
+    host = "central-kv" if external else "kv-prod-eus"
+    out.append(res(AN + "network:ApplicationGateway", "agw", {
+        "location": "eastus", "tags": GOOD_TAGS,
+        "sslCertificates": [{"name": "edge", "keyVaultSecretId": f"https://{host}.vault.azure.net/secrets/stamps-edge"}],
+    }, deps=tuple(deps)))
+    return out
+
+
+def test_a_provisioned_certificate_read_after_the_role_passes(pack: PolicyPackProcess) -> None:
+    assert "gateway-certificate-and-role" not in analyze_stack(pack, gateway_stack())
+    # A certificate in a pre-existing, centrally managed vault is provisioned outside the stack.
+    assert "gateway-certificate-and-role" not in analyze_stack(pack, gateway_stack(external=True, secret=False))
+
+
+@pytest.mark.parametrize(("broken", "fragment"), [
+    ({"secret": False}, "nothing provisions that secret"),
+    ({"secret_dep": False}, "does not depend on the secret"),
+    ({"role_dep": False}, "does not depend on a Key Vault Secrets User role assignment"),
+])
+def test_gateway_certificate_violations(pack: PolicyPackProcess, broken: dict[str, bool], fragment: str) -> None:
+    found = analyze_stack(pack, gateway_stack(**broken))
+    assert [n for n, _ in found["gateway-certificate-and-role"]] == ["agw"]
+    assert fragment in found["gateway-certificate-and-role"][0][1]
+

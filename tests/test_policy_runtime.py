@@ -71,7 +71,7 @@ def test_prod_plan_passes_every_policy(prod_plan: Plan) -> None:
     report = check_plan(prod_plan, PACK)
     assert [(v.policy, v.name, v.message) for v in report.violations] == []
     assert report.exit_code == 0
-    assert len(report.policies) == 27
+    assert len(report.policies) == 30
     assert report.resources == len(prod_plan.resources) + 1  # and the root Stack
 
 

@@ -34,7 +34,7 @@ def test_prod_topology_shows_regions_cells_and_tenants() -> None:
     g = groups(topology_svg(env))
     assert {"region-eastus", "region-westus"} <= set(g)
     assert {k for k in g if k.startswith("cell-")} == {f"cell-{i.key}" for i in env.instances}
-    assert "ACTIVE" in texts(g["region-eastus"]) and "ACTIVE" not in texts(g["region-westus"])
+    assert "SERVING" in texts(g["region-eastus"]) and "SERVING" not in texts(g["region-westus"])
     assert "DR region" in texts(g["region-westus"])
     smb = texts(g["cell-shared-smb-eus"])
     assert "shared-smb" in smb and "PRIMARY" in smb
@@ -64,10 +64,10 @@ def test_isolated_and_alerts_off_cells_are_marked(stack_file: StackFile) -> None
 
 
 def test_failover_highlights_the_dr_region(stack_file: StackFile) -> None:
-    env = environment_from_stack(ROOT, "prod", stack_file(lambda c: c.update({"stamps:activeRegion": "westus"})))
+    env = environment_from_stack(ROOT, "prod", stack_file(lambda c: c["stamps:regions"][0].update(servingFrom="dr")))
     svg = topology_svg(env)
     g = groups(svg)
-    assert "ACTIVE" in texts(g["region-westus"]) and "ACTIVE" not in texts(g["region-eastus"])
+    assert "SERVING EASTUS" in texts(g["region-westus"]) and "SERVING" not in texts(g["region-eastus"])
     assert "(failed over)" in svg
 
 

@@ -17,9 +17,11 @@ from ops.migration.db import as_engine
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
 from ops.migration.errors import (
     DiscoveryError,
+    IdentityError,
     JournalError,
     MigrationError,
     MigrationLockedError,
+    PreflightError,
     PurgeRefusedError,
     SchemaMismatchError,
     VerificationError,
@@ -48,6 +50,7 @@ __all__ = [
     "Checksum",
     "DeltaState",
     "DiscoveryError",
+    "IdentityError",
     "JournalError",
     "MigrationError",
     "MigrationJournal",
@@ -56,6 +59,7 @@ __all__ = [
     "MigrationPlan",
     "MigrationRunner",
     "PlaybookHooks",
+    "PreflightError",
     "ProgressDisplay",
     "PurgeRefusedError",
     "SchemaMismatchError",

@@ -103,6 +103,11 @@ def attached(target: Engine, source_file: str) -> Iterator[sqlite3.Connection]:
         saved = conn.isolation_level
         conn.isolation_level = None  # explicit BEGIN/COMMIT: the module must not open transactions itself
         conn.execute(f"ATTACH DATABASE ? AS {SRC}", (source_file,))
+        for schema in ("main", SRC):
+            # Whole-table joins and copies: memory-mapped reads and a bigger page cache, for this
+            # connection only (nothing persistent changes in either file).
+            conn.execute(f"PRAGMA {schema}.cache_size = -65536")
+            conn.execute(f"PRAGMA {schema}.mmap_size = 1073741824")
         yield conn
         conn.execute(f"DETACH DATABASE {SRC}")
         conn.isolation_level = saved
@@ -213,16 +218,22 @@ class NativeTable:
                 params.extend(key)
         return " AND ".join(sql), params
 
-    def _same(self, a: str, b: str) -> str:
-        """1 if rows ``a`` and ``b`` are identical in every plan column, else 0 (never NULL)."""
-        rhs = [f"{b}.{c}{' COLLATE BINARY' if self.collate else ''}" for c in self.cols]
-        terms = [
-            f"({self._select(a, self.cols)}) IS ({', '.join(rhs)})"
-            if len(self.cols) > 1
-            else f"{a}.{self.cols[0]} IS {rhs[0]}"
-        ]
-        terms += [f"typeof({a}.{c}) = typeof({b}.{c})" for c in self.loose]
-        return f"({' AND '.join(terms)})"
+    def _same(self, a: str, b: str, *, paired: bool = False) -> str:
+        """1 if rows ``a`` and ``b`` are identical in every plan column, else 0 (never NULL).
+
+        One row-value ``IS`` over the columns plus the storage class of the loose ones. ``paired``:
+        the rows were joined on key equality, so key columns need no second look unless a declared
+        collation let ``=`` pair keys that differ byte for byte.
+        """
+        cols = self.non_pk if paired and not self.collate else self.cols
+        suffix = " COLLATE BINARY" if self.collate else ""
+        lhs = [f"{a}.{c}" for c in cols] + [f"typeof({a}.{c})" for c in self.loose]
+        rhs = [f"{b}.{c}{suffix}" for c in cols] + [f"typeof({b}.{c})" for c in self.loose]
+        if not lhs:
+            return "1"
+        if len(lhs) == 1:
+            return f"({lhs[0]} IS {rhs[0]})"
+        return f"(({', '.join(lhs)}) IS ({', '.join(rhs)}))"
 
     def _match(self, a: str, b: str) -> str:
         return " AND ".join(f"{a}.{c} = {b}.{c}" for c in self.pk)
@@ -262,7 +273,7 @@ class NativeTable:
         (n_src,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
         (n_tgt,) = conn.execute(f"SELECT count(*) FROM {self.tgt} AS t WHERE {tw}", tp).fetchone()
         pairs, identical = conn.execute(
-            f"SELECT count(*), coalesce(sum({self._same('s', 't')}), 0) FROM {self.src} AS s "
+            f"SELECT count(*), coalesce(sum({self._same('s', 't', paired=True)}), 0) FROM {self.src} AS s "
             f"JOIN {self.tgt} AS t ON {self._match('t', 's')} AND {tw} WHERE {sw}",
             [*tp, *sp],
         ).fetchone()

@@ -1,10 +1,11 @@
-"""DR failover, failback and drills (runbook: "DR Procedures", monthly "Disaster recovery test").
+"""DR failover, failback and drills per primary region (runbook: "DR Procedures", monthly "Disaster recovery test").
 
-Failover is one config value, `stamps:activeRegion`: the program derives Traffic Manager priorities (one
-atomic profile update), Front Door origin priorities, the lowered DNS TTL and the standby CELLs' active
-replica counts from it. Failback sets it back. A drill disables the primary's Traffic Manager endpoint
-(`regions[].trafficEnabled: false`), verifies traffic moved to the DR region, and re-enables it — always,
-even when the verification fails. A drill interrupted half-way resumes from the stack file on re-run.
+Every primary region serves its own CELLs; failover moves ONE primary region's CELLs to their standbys in its
+DR region. It is one config value, `stamps:regions[name=R].servingFrom: dr`: the program derives that region's
+Traffic Manager priorities (one atomic profile update), its lowered DNS TTL and its standby CELLs' active
+replica counts from it; no other region's resources change. Failback deletes the value. A drill disables the
+region's Traffic Manager endpoint (`trafficEnabled: false`), verifies traffic moved to the DR endpoint, and
+re-enables it — always, even when the verification fails. A drill interrupted half-way resumes on re-run.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from ops.playbooks.base import EXIT_OK, Context, Failed, PlaybookError, Refused,
 from stamps.environment import Environment
 
 
-def _endpoint_health(ctx: Context, env: Environment, region: str) -> tuple[bool | None, str]:
-    """Traffic Manager's probe verdict for a region's endpoint, with a reason when it is unknown."""
+def _endpoint_health(ctx: Context, env: Environment, primary: str, region: str) -> tuple[bool | None, str]:
+    """Traffic Manager's probe verdict for `region`'s endpoint in `primary`'s profile, with a reason when unknown."""
     try:
-        profile_id = ctx.outputs().get("trafficManagerProfileId")
+        profiles = ctx.outputs().get("trafficManagerProfiles") or {}
     except Exception as err:  # the runner's own error types differ; any failure means "unknown"
         return None, f"cannot read stack outputs: {err}"
+    profile_id = profiles.get(primary) if isinstance(profiles, dict) else None
     if not profile_id:
-        return None, "the stack has no trafficManagerProfileId output yet"
+        return None, f"the stack has no Traffic Manager profile for {primary} in its trafficManagerProfiles output"
     try:
         reader = ctx.metrics()
         return reader.endpoint_health(str(profile_id), f"endpoint-{region}"), ""
@@ -33,12 +35,34 @@ def _endpoint_health(ctx: Context, env: Environment, region: str) -> tuple[bool 
         return None, f"cannot read Azure Monitor ({type(err).__name__}: {first[:160]})"
 
 
+def _primary(env: Environment, region: str | None, arg: str = "--region") -> str:
+    primaries = env.primary_regions
+    if region is None:
+        if len(primaries) == 1:
+            return primaries[0]
+        raise PlaybookError(f"{arg}: name the primary region; valid: {', '.join(primaries)}")
+    if region not in primaries:
+        raise PlaybookError(f"{arg}: {region!r} is not a primary region; valid: {', '.join(primaries)}")
+    return region
+
+
+def unprotected_cells(env: Environment, primary: str) -> list[str]:
+    """The primary's CELLs with no standby: a failover strands their tenants."""
+    standbys = {i.name for i in env.instances if i.role == "standby"}
+    return sorted(c.name for c in env.cells if c.region == primary and c.name not in standbys)
+
+
+def _serving_path(region: str) -> str:
+    return f"stamps:regions[name={region}].servingFrom"
+
+
 def _notify(ctx: Context, summary: str, *, resolve: bool = False, **details: Any) -> None:
     from ops.notify import Action, Incident, Severity
 
     incident = Incident(
         summary=summary, severity=Severity.CRITICAL, component="traffic-routing",
-        action=Action.RESOLVE if resolve else Action.TRIGGER, dedup_key=f"stamps-{ctx.stack}-dr",
+        action=Action.RESOLVE if resolve else Action.TRIGGER,
+        dedup_key=f"stamps-{ctx.stack}-dr-{details.get('region', '')}",
         details={"stack": ctx.stack, "actor": ctx.actor, **details},
         public_title="Service failover" if not resolve else "Service restored to primary region",
         public_message="We moved traffic to our disaster-recovery region while we investigate."
@@ -54,62 +78,66 @@ def _notify(ctx: Context, summary: str, *, resolve: bool = False, **details: Any
                           "STAMPS_PAGERDUTY_ROUTING_KEY, STAMPS_STATUSPAGE_API_KEY)")
 
 
-def _serving_regions(env: Environment) -> list[str]:
-    return sorted(set(env.primary_regions) | {i.region for i in env.instances if i.role == "standby"})
-
-
 def failover(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
-    target = args.to
-    valid = [r for r in _serving_regions(env) if r != env.active_region]
-    if target not in valid:
-        raise PlaybookError(f"--to: {target!r} cannot take traffic from {env.active_region}; valid: "
-                            f"{', '.join(valid) or '(none: no region holds standby CELLs)'}")
-    if target == env.active_region:
-        ctx.console.print(f"[green]✓[/] {target} already serves traffic: nothing to change")
+    primary = _primary(env, args.region)
+    dr = env.regions[primary].dr_region
+    if env.failed_over(primary):
+        ctx.console.print(f"[green]✓[/] {primary}'s CELLs already serve from {dr}: nothing to change")
         return EXIT_OK
-    healthy, why = _endpoint_health(ctx, env, env.active_region)
-    ctx.console.print(f"primary {env.active_region} endpoint health: "
+    stranded = unprotected_cells(env, primary)
+    accepted = {c for a in args.accept_unprotected or [] for c in a.split(",") if c}
+    unknown = sorted(accepted - {c.name for c in env.cells})
+    if unknown:
+        raise PlaybookError(f"--accept-unprotected: no CELL named {', '.join(unknown)}")
+    if sorted(set(stranded) - accepted):
+        missing = sorted(set(stranded) - accepted)
+        raise Refused(f"{primary} holds CELLs without a standby: {', '.join(missing)}. A failover leaves their "
+                      f"tenants unreachable until failback; re-run with --accept-unprotected {','.join(missing)} "
+                      "to fail over anyway")
+    healthy, why = _endpoint_health(ctx, env, primary, primary)
+    ctx.console.print(f"{primary} endpoint health: "
                       f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {why}")
     if healthy and not ctx.force:
-        raise Refused(f"the active region {env.active_region} is healthy; a failover would move traffic off a "
-                      "working region. Re-run with --force to fail over anyway")
+        raise Refused(f"{primary} is healthy; a failover would move its traffic off a working region. Re-run with "
+                      "--force to fail over anyway")
     if healthy is None and not ctx.force and not ctx.dry_run:
-        raise Refused(f"cannot confirm {env.active_region} is down ({why}); re-run with --force to fail over")
-    result = ctx.apply(f"failover {env.active_region} → {target}",
-                       lambda cfg: cfg.set("stamps:activeRegion", target))
+        raise Refused(f"cannot confirm {primary} is down ({why}); re-run with --force to fail over")
+    result = ctx.apply(f"failover {primary} → {dr}", lambda cfg: cfg.set(_serving_path(primary), "dr"))
     if result is not None or ctx.dry_run:
-        _notify(ctx, f"DISASTER RECOVERY: failover of {ctx.stack} from {env.active_region} to {target}",
-                source=env.active_region, target=target, forced=ctx.force)
-        audit(ctx, "failover", "failed-over", source=env.active_region, target=target, forced=ctx.force)
+        _notify(ctx, f"DISASTER RECOVERY: {ctx.stack} {primary} failed over to {dr}", region=primary,
+                source=primary, target=dr, forced=ctx.force, stranded=stranded)
+        audit(ctx, "failover", "failed-over", region=primary, source=primary, target=dr, forced=ctx.force,
+              stranded=stranded)
     return EXIT_OK
 
 
 def failback(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
-    home = next((r.name for r in env.config.regions if r.role == "primary" and r.dr_region == env.active_region),
-                env.primary_regions[0])
-    if env.active_region == home:
-        ctx.console.print(f"[green]✓[/] {home} already serves traffic: nothing to change")
+    primary = _primary(env, args.region)
+    dr = env.regions[primary].dr_region
+    if not env.failed_over(primary):
+        ctx.console.print(f"[green]✓[/] {primary} already serves its own CELLs: nothing to change")
         return EXIT_OK
-    healthy, why = _endpoint_health(ctx, env, home)
-    ctx.console.print(f"primary {home} endpoint health: "
+    healthy, why = _endpoint_health(ctx, env, primary, primary)
+    ctx.console.print(f"{primary} endpoint health: "
                       f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {why}")
     if not healthy and not ctx.force and not ctx.dry_run:
-        raise Refused(f"{home} is not confirmed healthy ({why or 'probe says down'}); failing back would send "
+        raise Refused(f"{primary} is not confirmed healthy ({why or 'probe says down'}); failing back would send "
                       "traffic to a broken region. Re-run with --force to fail back anyway")
-    result = ctx.apply(f"failback {env.active_region} → {home}", lambda cfg: cfg.set("stamps:activeRegion", home))
+    result = ctx.apply(f"failback {dr} → {primary}", lambda cfg: cfg.delete(_serving_path(primary), missing_ok=True))
     if result is not None or ctx.dry_run:
-        _notify(ctx, f"DISASTER RECOVERY: {ctx.stack} failed back to {home}", resolve=True, target=home)
-        audit(ctx, "failback", "failed-back", source=env.active_region, target=home)
+        _notify(ctx, f"DISASTER RECOVERY: {ctx.stack} {primary} failed back from {dr}", resolve=True,
+                region=primary, target=primary)
+        audit(ctx, "failback", "failed-back", region=primary, source=dr, target=primary)
     return EXIT_OK
 
 
 def dr_drill(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
-    primary = env.active_region
-    if primary not in env.primary_regions:
-        raise Refused(f"the stack is failed over to {primary}; fail back before drilling")
+    primary = _primary(env, args.region)
+    if env.failed_over(primary):
+        raise Refused(f"{primary} is failed over to {env.serving_region(primary)}; fail back before drilling")
     dr = env.regions[primary].dr_region
     path = f"stamps:regions[name={primary}].trafficEnabled"
     resumed = not env.regions[primary].traffic_enabled
@@ -131,7 +159,7 @@ def dr_drill(ctx: Context, args: argparse.Namespace) -> int:
         raise Failed(f"dr-drill: {dr} did not report a healthy endpoint within {args.verify_timeout}s while "
                      f"{primary} was disabled; {primary} is re-enabled. Investigate the DR region before relying "
                      "on a failover")
-    ctx.console.print(f"[green]✓[/] drill passed: {dr} took traffic, {primary} is back")
+    ctx.console.print(f"[green]✓[/] drill passed: {dr} took {primary}'s traffic, {primary} is back")
     return EXIT_OK
 
 
@@ -142,8 +170,8 @@ def _wait_for_traffic(ctx: Context, env: Environment, primary: str, dr: str | No
         return False
     deadline = time.monotonic() + timeout
     while True:
-        dr_up, why_dr = _endpoint_health(ctx, env, dr)
-        primary_up, _ = _endpoint_health(ctx, env, primary)
+        dr_up, why_dr = _endpoint_health(ctx, env, primary, dr)
+        primary_up, _ = _endpoint_health(ctx, env, primary, primary)
         ctx.console.print(f"  {dr}: {dr_up} {why_dr}  {primary}: {primary_up}")
         if dr_up and primary_up is False:
             return True
@@ -152,22 +180,37 @@ def _wait_for_traffic(ctx: Context, env: Environment, primary: str, dr: str | No
         ctx.sleep(poll)
 
 
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 seconds")
+    return number
+
+
 def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("failover", help="move traffic to the DR region (refuses a healthy primary without --force)",
-                       description=__doc__)
-    p.add_argument("--to", required=True, metavar="REGION", help="the region to serve traffic from")
-    p.add_argument("--force", action="store_true", help="fail over even if the primary looks healthy")
+    region_help = "the primary region (default: the only one, when there is one)"
+    p = sub.add_parser("failover", help="move one primary region's CELLs to their standbys (refuses a healthy "
+                                        "region without --force)", description=__doc__)
+    p.add_argument("--region", metavar="REGION", help=region_help)
+    p.add_argument("--force", action="store_true", help="fail over even if the region looks healthy")
+    p.add_argument("--accept-unprotected", action="append", metavar="CELL[,CELL]",
+                   help="fail over although these CELLs of the region have no standby (their tenants go dark)")
     common(p)
     p.set_defaults(func=failover)
 
-    p = sub.add_parser("failback", help="move traffic back to the primary region", description=__doc__)
-    p.add_argument("--force", action="store_true", help="fail back even if the primary is not confirmed healthy")
+    p = sub.add_parser("failback", help="move a failed-over region's CELLs back to it", description=__doc__)
+    p.add_argument("--region", metavar="REGION", help=region_help)
+    p.add_argument("--force", action="store_true", help="fail back even if the region is not confirmed healthy")
     common(p)
     p.set_defaults(func=failback)
 
-    p = sub.add_parser("dr-drill", help="disable the primary endpoint, verify traffic moved, re-enable it",
+    p = sub.add_parser("dr-drill", help="disable a region's endpoint, verify its DR region took traffic, re-enable it",
                        description=__doc__)
-    p.add_argument("--verify-timeout", type=float, default=300.0, help="seconds to wait for traffic to move")
-    p.add_argument("--poll", type=float, default=30.0, help="seconds between health reads")
+    p.add_argument("--region", metavar="REGION", help=region_help)
+    p.add_argument("--verify-timeout", type=_positive, default=300.0, help="seconds to wait for traffic to move")
+    p.add_argument("--poll", type=_positive, default=30.0, help="seconds between health reads")
     common(p)
     p.set_defaults(func=dr_drill)

@@ -160,7 +160,7 @@ def run_classify(ctx: Context, args: argparse.Namespace) -> int:
 
 @dataclass
 class Assessment:
-    traffic_manager: dict[str, Any] = field(default_factory=dict)
+    traffic_managers: list[dict[str, Any]] = field(default_factory=list)  # one per primary region's profile
     front_door: dict[str, Any] = field(default_factory=dict)
     drift: list[dict[str, str]] = field(default_factory=list)  # {"resource", "kind", "actual", "desired"}
     problems: list[tuple[str, str]] = field(default_factory=list)  # (level, text)
@@ -181,47 +181,64 @@ class Assessment:
 
 def assess(env: Environment, outputs: dict[str, Any], arm: Any) -> Assessment:
     a = Assessment()
-    tm_id = str(outputs.get("trafficManagerProfileId") or "")
-    if not tm_id:
-        a.errors.append("the stack has no trafficManagerProfileId output (not deployed?)")
+    profiles = {str(k): str(v) for k, v in (outputs.get("trafficManagerProfiles") or {}).items() if v}
+    if not profiles:
+        a.errors.append("the stack has no trafficManagerProfiles output (not deployed?)")
         return a
+    for primary in env.primary_regions:
+        if primary not in profiles:
+            a.errors.append(f"the stack's trafficManagerProfiles output has no profile for {primary}")
+            continue
+        try:
+            _assess_traffic_manager(env, primary, profiles[primary], arm, a)
+        except AzureReadError as err:
+            a.errors.append(str(err))
     try:
-        _assess_traffic_manager(env, tm_id, arm, a)
-    except AzureReadError as err:
-        a.errors.append(str(err))
-    try:
-        _assess_front_door(env, subscription_of(tm_id), arm, a)
+        _assess_front_door(env, subscription_of(next(iter(profiles.values()))), arm, a)
     except AzureReadError as err:
         a.errors.append(str(err))
     return a
 
 
-def _assess_traffic_manager(env: Environment, tm_id: str, arm: Any, a: Assessment) -> None:
+def profile_endpoints(env: Environment, primary: str) -> dict[str, str]:
+    """The endpoints a primary's profile declares (endpoint name → desired status): its gateway, and its DR
+    region's when any of its CELLs has a standby there."""
+    out = {f"endpoint-{primary}": "Enabled" if env.regions[primary].traffic_enabled else "Disabled"}
+    dr = env.regions[primary].dr_region
+    if dr and any(i.cell.region == primary and i.role == "standby" for i in env.instances):
+        out[f"endpoint-{dr}"] = "Enabled"
+    return out
+
+
+def _assess_traffic_manager(env: Environment, primary: str, tm_id: str, arm: Any, a: Assessment) -> None:
     props = arm.get(tm_id, API["trafficManager"]).get("properties") or {}
     status = str(props.get("profileStatus") or "?")
     monitor = str((props.get("monitorConfig") or {}).get("profileMonitorStatus") or "?")
     endpoints = {str(e.get("name")): e.get("properties") or {} for e in props.get("endpoints") or []}
-    a.traffic_manager = {"id": tm_id, "profileStatus": status, "profileMonitorStatus": monitor, "endpoints": []}
+    info: dict[str, Any] = {"region": primary, "id": tm_id, "profileStatus": status,
+                            "profileMonitorStatus": monitor, "endpoints": []}
+    a.traffic_managers.append(info)
     if status != "Enabled":
-        a.drift.append({"resource": "traffic-manager", "kind": "profile", "actual": status, "desired": "Enabled"})
-        a.problems.append(("P0", f"Traffic Manager profile is {status}: no DNS answers for the service"))
+        a.drift.append({"resource": "traffic-manager", "profile": primary, "kind": "profile", "actual": status,
+                        "desired": "Enabled"})
+        a.problems.append(("P0", f"Traffic Manager profile of {primary} is {status}: no DNS answers for its CELLs"))
     serving = []
-    for region in env.deployed_regions:
-        name, desired = f"endpoint-{region}", "Enabled" if env.regions[region].traffic_enabled else "Disabled"
+    for name, desired in profile_endpoints(env, primary).items():
         ep = endpoints.get(name)
         actual = str(ep.get("endpointStatus")) if ep is not None else "Missing"
         probe = str(ep.get("endpointMonitorStatus")) if ep is not None else "-"
-        a.traffic_manager["endpoints"].append({"name": name, "endpointStatus": actual, "desired": desired,
-                                               "endpointMonitorStatus": probe})
+        info["endpoints"].append({"name": name, "endpointStatus": actual, "desired": desired,
+                                  "endpointMonitorStatus": probe})
         if actual != desired:
-            a.drift.append({"resource": "traffic-manager", "kind": name, "actual": actual, "desired": desired})
+            a.drift.append({"resource": "traffic-manager", "profile": primary, "kind": name, "actual": actual,
+                            "desired": desired})
         if desired == "Enabled":
             healthy = actual == "Enabled" and probe in ("Online", "CheckingEndpoint")
             serving.append(healthy)
             if not healthy:
-                a.problems.append(("P1", f"Traffic Manager {name} is {actual}, probe {probe}"))
+                a.problems.append(("P1", f"Traffic Manager {primary} {name} is {actual}, probe {probe}"))
     if (serving and not any(serving)) or monitor in ("Degraded", "Inactive"):
-        a.problems.append(("P0", f"All Traffic Manager endpoints failed (profile monitor {monitor})"))
+        a.problems.append(("P0", f"All Traffic Manager endpoints of {primary} failed (profile monitor {monitor})"))
 
 
 def _assess_front_door(env: Environment, subscription: str, arm: Any, a: Assessment) -> None:
@@ -282,16 +299,17 @@ def _print_step(ctx: Context, number: int, step: Step) -> None:
 
 
 def step_assessment(ctx: Context, a: Assessment) -> Step:
-    tm, fd = a.traffic_manager, a.front_door
+    fd = a.front_door
     parts = []
-    if tm:
+    for tm in a.traffic_managers:
         eps = ", ".join(f"{e['name']} {e['endpointStatus']}/{e['endpointMonitorStatus']}" for e in tm["endpoints"])
-        parts.append(f"Traffic Manager {tm['profileStatus']} (monitor {tm['profileMonitorStatus']}; {eps})")
+        parts.append(f"Traffic Manager {tm['region']} {tm['profileStatus']} (monitor {tm['profileMonitorStatus']}; "
+                     f"{eps})")
     if fd:
         parts.append(f"Front Door {fd['resourceState']}, endpoint {fd['enabledState']}")
     status = "error" if a.errors else ("warn" if a.problems else "ok")
     detail = "; ".join(parts + [f"cannot read: {e}" for e in a.errors]) or "nothing could be read"
-    return Step("assessment", status, detail, {"trafficManager": tm, "frontDoor": fd, "drift": a.drift,
+    return Step("assessment", status, detail, {"trafficManagers": a.traffic_managers, "frontDoor": fd, "drift": a.drift,
                                                "problems": [t for _, t in a.problems], "errors": a.errors})
 
 
@@ -301,9 +319,11 @@ def _targets(ctx: Context, a: Assessment) -> list[str] | None:
         return None
     from stamps.offline import plan_stack
 
-    wanted = {"traffic-manager": "azure-native:trafficmanager:Profile", "front-door": "azure-native:cdn:AFDEndpoint"}
-    types = {wanted[d["resource"]] for d in a.drift}
-    urns = [r["urn"] for r in plan_stack(ctx.project_dir, ctx.stack).resources if r["type"] in types]
+    profiles = {f"routing-tm-{d['profile']}" for d in a.drift if d["resource"] == "traffic-manager"}
+    front_door = any(d["resource"] == "front-door" for d in a.drift)
+    urns = [r["urn"] for r in plan_stack(ctx.project_dir, ctx.stack).resources
+            if (r["type"] == "azure-native:trafficmanager:Profile" and r["name"] in profiles)
+            or (front_door and r["type"] == "azure-native:cdn:AFDEndpoint")]
     return urns or None
 
 
@@ -313,7 +333,8 @@ def step_mitigation(ctx: Context, a: Assessment) -> Step:
         return Step("mitigation", "skipped" if a.errors else "ok",
                     f"no drift{note}: Traffic Manager and Front Door are as the stack declares them; the outage "
                     "is not something a stack update can fix — investigate the regions and CELLs")
-    what = "; ".join(f"{d['resource']} {d['kind']} is {d['actual']}, the stack says {d['desired']}" for d in a.drift)
+    what = "; ".join(f"{d['resource']} {d.get('profile', '')} {d['kind']} is {d['actual']}, the stack says "
+                     f"{d['desired']}".replace("  ", " ") for d in a.drift)
     try:
         targets = _targets(ctx, a)
         if ctx.dry_run:

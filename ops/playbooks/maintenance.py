@@ -280,16 +280,23 @@ def check_certificates(s: Scope, c: Check) -> None:
 # ------------------------------------------------------------------------------------------ monthly
 
 
+def traffic_manager_profiles(outputs: dict[str, Any]) -> dict[str, str]:
+    """Primary region → its Traffic Manager profile id, from the stack outputs."""
+    return {str(k): str(v) for k, v in (outputs.get("trafficManagerProfiles") or {}).items() if v}
+
+
 def check_performance_baseline(s: Scope, c: Check) -> None:
-    tm = str(s.outputs.get("trafficManagerProfileId") or "")
-    items = s.arm.list(f"{tm}/providers/Microsoft.Insights/metricDefinitions", API["insights"])
-    metrics = [{"metric": (i.get("name") or {}).get("value"), "unit": i.get("unit"),
-                "aggregation": i.get("primaryAggregationType")} for i in items]
-    c.data = {"resource": tm, "metrics": metrics}
-    if TM_ENDPOINT_STATE not in {m["metric"] for m in metrics}:
-        c.find("fail", tm.rsplit("/", 1)[-1], f"metric {TM_ENDPOINT_STATE} is not defined: failover and "
-                                               "dr-drill read endpoint health from it")
-    c.settle(f"{len(metrics)} metrics: " + ", ".join(str(m["metric"]) for m in metrics))
+    metrics: list[dict[str, Any]] = []
+    for tm in traffic_manager_profiles(s.outputs).values():
+        items = s.arm.list(f"{tm}/providers/Microsoft.Insights/metricDefinitions", API["insights"])
+        found = [{"resource": tm, "metric": (i.get("name") or {}).get("value"), "unit": i.get("unit"),
+                  "aggregation": i.get("primaryAggregationType")} for i in items]
+        metrics += found
+        if TM_ENDPOINT_STATE not in {m["metric"] for m in found}:
+            c.find("fail", tm.rsplit("/", 1)[-1], f"metric {TM_ENDPOINT_STATE} is not defined: failover and "
+                                                   "dr-drill read endpoint health from it")
+    c.data = {"metrics": metrics}
+    c.settle(f"{len(metrics)} metrics: " + ", ".join(sorted({str(m["metric"]) for m in metrics})))
 
 
 def check_access_review(s: Scope, c: Check) -> None:
@@ -354,15 +361,17 @@ def check_dr_readiness(s: Scope, c: Check) -> None:
             c.find("warn", cell.name, f"geo-secondary {standby.key} still {state.lower()}")
         else:
             c.find("fail", cell.name, f"geo-replication to {standby.key} is {state}")
-    tm = str(s.outputs.get("trafficManagerProfileId") or "")
-    endpoints = {str(e.get("name")): e.get("properties") or {}
-                 for e in (s.arm.get(tm, API["trafficManager"]).get("properties") or {}).get("endpoints") or []}
-    for region in sorted({r.dr_region for r in env.config.regions if r.dr_region}):
+    for primary, tm in traffic_manager_profiles(s.outputs).items():
+        region = env.regions[primary].dr_region if primary in env.regions else None
+        if not region or not any(i.cell.region == primary and i.role == "standby" for i in env.instances):
+            continue
+        endpoints = {str(e.get("name")): e.get("properties") or {}
+                     for e in (s.arm.get(tm, API["trafficManager"]).get("properties") or {}).get("endpoints") or []}
         ep = endpoints.get(f"endpoint-{region}")
         if ep is None:
-            c.find("fail", f"endpoint-{region}", "DR region has no Traffic Manager endpoint")
-        elif ep.get("endpointStatus") != "Enabled" and env.regions[region].traffic_enabled:
-            c.find("fail", f"endpoint-{region}", f"DR endpoint is {ep.get('endpointStatus')}")
+            c.find("fail", f"endpoint-{region}", f"{primary}'s profile has no endpoint in its DR region")
+        elif ep.get("endpointStatus") != "Enabled":
+            c.find("fail", f"endpoint-{region}", f"{primary}'s DR endpoint is {ep.get('endpointStatus')}")
         elif ep.get("endpointMonitorStatus") not in PROBING_OK:
             c.find("fail", f"endpoint-{region}", f"DR endpoint probes {ep.get('endpointMonitorStatus')}")
     c.data = {"geoReplication": rows}
@@ -424,13 +433,13 @@ def show(ctx: Context, kind: str, checks: Sequence[Check], overall: str) -> None
 def run(ctx: Context, args: argparse.Namespace) -> int:
     env = ctx.environment()
     outputs = ctx.outputs()
-    tm = outputs.get("trafficManagerProfileId")
-    if not tm:
-        raise Failed("the stack has no trafficManagerProfileId output: deploy it before maintenance checks")
+    profiles = traffic_manager_profiles(outputs)
+    if not profiles:
+        raise Failed("the stack has no trafficManagerProfiles output: deploy it before maintenance checks")
     try:
-        subscription = subscription_of(str(tm))
+        subscription = subscription_of(next(iter(profiles.values())))
     except ValueError as err:
-        raise Failed(f"stack output trafficManagerProfileId: {err}") from None
+        raise Failed(f"stack output trafficManagerProfiles: {err}") from None
     out = Path(args.out).resolve() if args.out else None
     if out is not None and out.is_dir():
         raise PlaybookError(f"--out: {out} is a directory; name a file such as report.json")

@@ -229,13 +229,18 @@ def _mover_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ops.migration import MigrationError, MigrationLockedError
+    from ops.migration import DiscoveryError, MigrationError, MigrationLockedError, PreflightError
 
     try:
         return _run(ctx, args)
     except MigrationLockedError as err:
         audit(ctx, "migrate", "refused", tenant=args.tenant, error=str(err))
         raise Refused(str(err)) from None
+    except (PreflightError, DiscoveryError) as err:
+        # Found before the first step ran: nothing was provisioned or copied for this attempt.
+        message = scrub(str(err), args.source_url or "", args.target_url or "")
+        audit(ctx, "migrate", "failed", tenant=args.tenant, error=message)
+        raise Refused(f"migration of {args.tenant} refused before it started: {message}") from None
     except MigrationError as err:
         message = scrub(str(err), args.source_url or "", args.target_url or "")
         audit(ctx, "migrate", "failed", tenant=args.tenant, error=message)

@@ -1,7 +1,7 @@
 """Scaling triggers (runbook: "Performance & Scaling" → "Scaling Triggers") as stack updates.
 
-For every CELL's serving instance (its primary; its standby instead while the stack is failed over to the
-standby's region or the primary's region is drilled out) the playbook reads the Container App's
+For every CELL's serving instance (its primary; its standby instead while its primary region is failed over
+or drilled out) the playbook reads the Container App's
 CpuPercentage, MemoryPercentage, Requests and Replicas and the SQL database's cpu_percent (and
 dtu_consumption_percent on DTU service objectives) from Azure Monitor at a 5-minute grain, and compares
 them with `stamps:scaling`:
@@ -394,8 +394,7 @@ def serving_instances(env: Environment, cell: CellConfig) -> list[CellInstance]:
     to the standby's region or the primary's region is drilled out. Only those drive decisions, so a dead
     primary region's unreadable metrics never stop the live standby from scaling."""
     standby = next((i for i in env.instances if i.name == cell.name and i.role == "standby"), None)
-    if standby is not None and (env.active_region == standby.region
-                                or not env.regions[cell.region].traffic_enabled):
+    if standby is not None and (env.failed_over(cell.region) or not env.regions[cell.region].traffic_enabled):
         return [standby]  # it runs at the CELL's replicas while serving (stamps.environment)
     return [i for i in env.instances if i.name == cell.name and i.role == "primary"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from . import apim, cells, cost, protection, regions, security, tagging
+from . import apim, cells, cost, protection, regions, security, tagging, traffic
 
 PACK_NAME = "stamps-policies"
 
@@ -22,6 +22,7 @@ def all_policies() -> list[Policy]:
         *regions.policies(),
         *apim.policies(),
         *cells.policies(),
+        *traffic.policies(),
         *protection.policies(),
         *cost.policies(),
     ]

@@ -30,6 +30,7 @@ from ._common import (
     SQL_DATABASE,
     SQL_SERVER,
     STORAGE_ACCOUNT,
+    UNKNOWN,
     known,
     lookup,
     resource_policy,
@@ -72,8 +73,8 @@ def _zone_support(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterato
     props = args.props
     region = str(known(lambda: props.get("location")) or "").replace(" ", "").lower()
     zones = known(lambda: props.get("zones"))
-    if region and zones and isinstance(zones, list) and not cap.has_zones(region):
-        yield f"zones {list(zones)} in {region}, which has no availability zones ({cap.AZ_SOURCE})"
+    if region and zones and not isinstance(zones, str) and zones is not UNKNOWN and not cap.has_zones(region):
+        yield f"zones {[str(z) for z in zones]} in {region}, which has no availability zones ({cap.AZ_SOURCE})"
     if region and known(lambda: props.get("zoneRedundant")) is True and not cap.has_zones(region):
         yield f"zoneRedundant: true in {region}, which has no availability zones ({cap.AZ_SOURCE})"
     for i, loc in enumerate(known(lambda: props.get("locations")) or []):
@@ -240,6 +241,9 @@ def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> Non
 
 def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
     return [
+        resource_policy("zone-support",
+                        "Zones, zone-redundant and geo-redundant storage only in regions that offer them.",
+                        None, _zone_support),
         resource_policy("cosmos-network-restricted",
                         "Cosmos DB accounts are reachable only from restricted networks or private endpoints.",
                         [COSMOS_ACCOUNT], _cosmos_network),
@@ -262,6 +266,11 @@ def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
             name="blob-point-in-time-restore",
             description="CELL storage has blob versioning, change feed, soft delete and point-in-time restore.",
             validate=_blob_restore, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="gateway-certificate-and-role",
+            description="Gateway certificates in this stack's vaults are provisioned; the gateway waits for them "
+                        "and for its Key Vault role.",
+            validate=_gateway_certificates, enforcement_level=MANDATORY),
         StackValidationPolicy(
             name="data-plane-roles",
             description="Every identity the program or stamps-ops uses holds its data-plane role where keys are off.",

@@ -38,6 +38,8 @@ ROLE_IDS = {
     # https://learn.microsoft.com/azure/role-based-access-control/built-in-roles
     "Storage Blob Data Contributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
+    "Key Vault Certificates Officer": "a4417e6f-fecd-4de8-b567-7b0420556985",
     # Publishes all telemetry (not only metrics) to an Application Insights resource with local auth disabled:
     # https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -106,6 +108,34 @@ class StampsComponent(pulumi.ComponentResource):
             role_definition_id=role_id,
             opts=self.opts(),
         )
+
+    def private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,
+                          subnet_id: pulumi.Input[str], zone_id: pulumi.Input[str], rg: pulumi.Input[str],
+                          region: str, tags: dict[str, str]) -> azure.network.PrivateEndpoint:
+        """A private endpoint to `target_id`'s `group`, registered in the private DNS zone `zone_id`."""
+        pe = azure.network.PrivateEndpoint(
+            self.child(f"pe-{what}"),
+            private_endpoint_name=f"pe-{self._name}-{what}",
+            resource_group_name=rg,
+            location=region,
+            subnet=azure.network.SubnetArgs(id=subnet_id),
+            private_link_service_connections=[
+                azure.network.PrivateLinkServiceConnectionArgs(
+                    name=f"{self._name}-{what}", private_link_service_id=target_id, group_ids=[group]
+                )
+            ],
+            tags=tags,
+            opts=self.opts(),
+        )
+        azure.network.PrivateDnsZoneGroup(
+            self.child(f"pe-{what}-dns"),
+            private_dns_zone_group_name="default",
+            private_endpoint_name=pe.name,
+            resource_group_name=rg,
+            private_dns_zone_configs=[azure.network.PrivateDnsZoneConfigArgs(name=what, private_dns_zone_id=zone_id)],
+            opts=self.opts(),
+        )
+        return pe
 
 
 def role_assignment_name(scope: pulumi.Input[str], principal_id: pulumi.Input[str],

@@ -39,6 +39,7 @@ class CellNetwork:
     """What the regional layer hands a CELL: its subnet and the private endpoint plumbing."""
 
     subnet_id: pulumi.Input[str]
+    vnet_id: pulumi.Input[str]
     endpoint_subnet_id: pulumi.Input[str]
     sql_dns_zone_id: pulumi.Input[str]
     blob_dns_zone_id: pulumi.Input[str]
@@ -115,7 +116,10 @@ class Cell(StampsComponent):
         super().__init__("stamps:cell:Cell", name, opts)
         n = env.naming
         cfg = inst.cell
-        tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role)
+        # A dedicated CELL names its tenant: `stamps routes` proves no other tenant's traffic reaches it.
+        dedicated = inst.tenants[0].id if inst.model == "dedicated" and len(inst.tenants) == 1 else ""
+        tags = env.tags("cell", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role,
+                        tenant=dedicated)
         self.instance = inst
         # Zone redundancy: a choice per CELL (and per standby), on by default where the region offers zones.
         zone_choice = cfg.zone_redundant if inst.role == "primary" else (cfg.standby.zone_redundant
@@ -146,6 +150,7 @@ class Cell(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.environment, shared.workspace_id)
+        self._environment_dns(net, rg, tags)
 
         version = cfg.canary.version if cfg.canary else cfg.version
         template = container_template(inst, app, version, shared.app_insights_connection_string)
@@ -325,9 +330,9 @@ class Cell(StampsComponent):
                    shared.subscription_id)
 
         # --- Private endpoints: the only network path to the CELL's data ---------------------------------
-        self._private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
+        self.private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
                                rg, inst.region, tags)
-        self._private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
+        self.private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
                                rg, inst.region, tags)
 
         self.fqdn: pulumi.Output[str] = self.app.configuration.apply(
@@ -434,28 +439,21 @@ class Cell(StampsComponent):
             **common,  # type: ignore[arg-type]
         )
 
-    def _private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,
-                          subnet_id: pulumi.Input[str], zone_id: pulumi.Input[str], rg: pulumi.Input[str],
-                          region: str, tags: dict[str, str]) -> None:
-        pe = azure.network.PrivateEndpoint(
-            self.child(f"pe-{what}"),
-            private_endpoint_name=f"pe-{self._name}-{what}",
-            resource_group_name=rg,
-            location=region,
-            subnet=azure.network.SubnetArgs(id=subnet_id),
-            private_link_service_connections=[
-                azure.network.PrivateLinkServiceConnectionArgs(
-                    name=f"{self._name}-{what}", private_link_service_id=target_id, group_ids=[group]
-                )
-            ],
-            tags=tags,
-            opts=self.opts(),
+    def _environment_dns(self, net: CellNetwork, rg: pulumi.Input[str], tags: dict[str, str]) -> None:
+        """An internal environment's domain resolves only through a private zone named after it, with every
+        name pointing at the environment's static IP: the regional App Gateway reaches the app by its FQDN
+        (learn.microsoft.com/azure/container-apps/waf-app-gateway)."""
+        zone = azure.privatedns.PrivateZone(
+            self.child("cae-dns"), private_zone_name=self.environment.default_domain, resource_group_name=rg,
+            location="global", tags=tags, opts=self.opts(),
         )
-        azure.network.PrivateDnsZoneGroup(
-            self.child(f"pe-{what}-dns"),
-            private_dns_zone_group_name="default",
-            private_endpoint_name=pe.name,
-            resource_group_name=rg,
-            private_dns_zone_configs=[azure.network.PrivateDnsZoneConfigArgs(name=what, private_dns_zone_id=zone_id)],
-            opts=self.opts(),
+        azure.privatedns.PrivateRecordSet(
+            self.child("cae-dns-any"), private_zone_name=zone.name, relative_record_set_name="*", record_type="A",
+            resource_group_name=rg, ttl=300,
+            a_records=[azure.privatedns.ARecordArgs(ipv4_address=self.environment.static_ip)], opts=self.opts(),
+        )
+        azure.privatedns.VirtualNetworkLink(
+            self.child("cae-dns-link"), virtual_network_link_name=f"link-{self._name}", private_zone_name=zone.name,
+            resource_group_name=rg, location="global", registration_enabled=False,
+            virtual_network=azure.privatedns.SubResourceArgs(id=net.vnet_id), tags=tags, opts=self.opts(),
         )

@@ -13,12 +13,15 @@ APIM gateway health, API usage per tenant".
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure
 
 from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
 from stamps.components.cell import Directory
+from stamps.components.regional import health_path
 from stamps.config.capabilities import zones_for
 from stamps.environment import Environment
 
@@ -211,19 +214,85 @@ def _warn_reserved_names(env: Environment) -> None:
         "stamps:nameSuffix, or stamps:apiManagement.restore: true within 48 hours (README: Rebuilding a stack)")
 
 
+APIM_STATUS_PATH = "/status-0123456789abcdef"  # API Management's own gateway health endpoint
+
+
+@dataclass(frozen=True)
+class DnsRecord:
+    """A record the user creates in their public zone: the program cannot own a zone it does not host."""
+
+    name: str
+    type: str
+    value: pulumi.Input[str]
+    why: str
+
+
+def apim_gateways(apim: azure.apimanagement.ApiManagementService) -> pulumi.Output[dict[str, str]]:
+    """Region → regional gateway host of every API Management location (the primary and the additional ones)."""
+    def hosts(location: str, url: str | None, extra: list[Any] | None) -> dict[str, str]:
+        out = {_region(location): _host(url)}
+        for loc in extra or []:
+            out[_region(_field(loc, "location"))] = _host(_field(loc, "gateway_regional_url"))
+        return out
+
+    return pulumi.Output.all(apim.location, apim.gateway_regional_url, apim.additional_locations).apply(
+        lambda a: hosts(*a))
+
+
+def apim_addresses(apim: azure.apimanagement.ApiManagementService) -> pulumi.Output[list[str]]:
+    """Every public address API Management calls backends from (each location's gateway)."""
+    def ips(main: list[str] | None, extra: list[Any] | None) -> list[str]:
+        out = list(main or [])
+        for loc in extra or []:
+            out += list(_field(loc, "public_ip_addresses") or [])
+        return sorted(set(out))
+
+    return pulumi.Output.all(apim.public_ip_addresses, apim.additional_locations).apply(lambda a: ips(*a))
+
+
+def _field(obj: Any, attr: str) -> Any:
+    # Nested outputs arrive as typed output objects (dicts keyed by the Python name) or as plain wire dicts.
+    if not isinstance(obj, dict):
+        return getattr(obj, attr, None)
+    camel = "".join(w.capitalize() if i else w for i, w in enumerate(attr.split("_")))
+    for key in (attr, camel.replace("Ip", "IP"), camel):
+        if key in obj:
+            return obj[key]
+    return None
+
+
+def _region(location: str) -> str:
+    # ARM answers with display names ("East US") in some API versions; the program uses location names.
+    return location.replace(" ", "").lower()
+
+
+def _host(url: str | None) -> str:
+    return (url or "").removeprefix("https://").split("/", 1)[0]
+
+
 class TrafficRouting(StampsComponent):
-    """Front Door and Traffic Manager over the regional App Gateways."""
+    """The public entry (Front Door → API Management) and one Traffic Manager profile per primary region.
+
+    - Front Door serves `tls.hostName` (custom domain, managed certificate) and sends every request to the
+      nearest healthy API Management regional gateway; its probe is API Management's own status endpoint.
+      API Management is the only origin: tenant identity, quotas and freezes are enforced before any CELL.
+    - API Management calls a CELL at `<primary>.<cellsHostName>/cells/<cell>/`: a CNAME to that primary's
+      Traffic Manager profile, whose endpoints are the primary's App Gateway and its DR region's. Priority
+      follows the region's `servingFrom`, and the probe (`/health/<primary>` on each gateway) reaches exactly
+      the CELL instances serving that primary's tenants there, so a region whose CELLs all fail is taken out
+      by the probe alone. A failover changes one profile; other primaries are untouched.
+    """
 
     def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
-                 entry_points: dict[str, pulumi.Output[str]], entry_ip_ids: dict[str, pulumi.Output[str]],
+                 apim: azure.apimanagement.ApiManagementService, entry_ip_ids: dict[str, pulumi.Output[str]],
                  workspace_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:global:TrafficRouting", name, opts)
         n = env.naming
         tags = env.tags("global", region="global")
         tm = env.config.traffic_manager
-        host_header = env.config.tls.cells_host_name
+        api_host = env.config.tls.host_name
 
-        # --- Front Door ------------------------------------------------------------------------------------
+        # --- Front Door: the public API host --------------------------------------------------------------
         self.front_door = azure.cdn.Profile(
             self.child("afd"),
             profile_name=n.front_door(),
@@ -245,13 +314,24 @@ class TrafficRouting(StampsComponent):
             tags=tags,
             opts=self.opts(),
         )
-        group = azure.cdn.AFDOriginGroup(
-            self.child("afd-origins"),
-            origin_group_name="regions",
+        self.custom_domain = azure.cdn.AFDCustomDomain(
+            self.child("afd-domain"),
+            custom_domain_name=api_host.replace(".", "-"),
             profile_name=self.front_door.name,
             resource_group_name=resource_group_name,
+            host_name=api_host,
+            tls_settings=azure.cdn.AFDDomainHttpsParametersArgs(
+                certificate_type="ManagedCertificate", minimum_tls_version="TLS12"),
+            opts=self.opts(),
+        )
+        group = azure.cdn.AFDOriginGroup(
+            self.child("afd-origins"),
+            origin_group_name="api-management",
+            profile_name=self.front_door.name,
+            resource_group_name=resource_group_name,
+            # API Management's status endpoint answers 200 while that regional gateway is healthy.
             health_probe_settings=azure.cdn.HealthProbeParametersArgs(
-                probe_path=tm.probe_path, probe_protocol="Https", probe_request_type="HEAD",
+                probe_path=APIM_STATUS_PATH, probe_protocol="Https", probe_request_type="GET",
                 probe_interval_in_seconds=tm.probe_interval,
             ),
             load_balancing_settings=azure.cdn.LoadBalancingSettingsParametersArgs(
@@ -260,25 +340,26 @@ class TrafficRouting(StampsComponent):
             session_affinity_state="Disabled",
             opts=self.opts(),
         )
+        gateways = apim_gateways(apim)
         self.origins = [
             azure.cdn.AFDOrigin(
                 self.child(f"afd-origin-{region}"),
-                origin_name=f"agw-{region}",
+                origin_name=f"apim-{region}",
                 origin_group_name=group.name,
                 profile_name=self.front_door.name,
                 resource_group_name=resource_group_name,
-                host_name=fqdn,
-                origin_host_header=host_header,
+                host_name=gateways.apply(lambda g, r=region: g[r]),
+                origin_host_header=gateways.apply(lambda g, r=region: g[r]),
                 https_port=443,
                 http_port=80,
                 enforce_certificate_name_check=True,
-                # Priority follows the active region: Front Door only uses a lower priority when higher fail.
-                priority=env.region_priority(region),
+                # Every gateway serves every tenant: latency decides, the probe removes a failed one.
+                priority=1,
                 weight=1000,
                 enabled_state="Enabled",
                 opts=self.opts(),
             )
-            for region, fqdn in entry_points.items()
+            for region in self._apim_regions(env)
         ]
         self.route = azure.cdn.Route(
             self.child("afd-route"),
@@ -287,49 +368,82 @@ class TrafficRouting(StampsComponent):
             profile_name=self.front_door.name,
             resource_group_name=resource_group_name,
             origin_group=azure.cdn.ResourceReferenceArgs(id=group.id),
-            supported_protocols=["Https"],
+            custom_domains=[azure.cdn.ActivatedResourceReferenceArgs(id=self.custom_domain.id)],
+            # HTTP is accepted only to be redirected: plain-HTTP callers get a 301 to HTTPS.
+            supported_protocols=["Http", "Https"],
             https_redirect="Enabled",
             forwarding_protocol="HttpsOnly",
             link_to_default_domain="Enabled",
             patterns_to_match=["/*"],
-            opts=self.opts(depends_on=self.origins),
+            opts=self.opts(depends_on=[*self.origins, self.custom_domain]),
         )
 
-        # --- Traffic Manager -----------------------------------------------------------------------------
+        # --- Traffic Manager: one profile per primary region ------------------------------------------------
         # Endpoints are inline: Traffic Manager rejects two endpoints with one priority, so a failover's
         # priority swap must be a single PUT of the profile, not two endpoint updates racing each other.
-        self.traffic_manager = azure.trafficmanager.Profile(
-            self.child("tm"),
-            profile_name=n.traffic_manager(),
-            resource_group_name=resource_group_name,
-            location="global",
-            profile_status="Enabled",
-            traffic_routing_method="Priority",
-            dns_config=azure.trafficmanager.DnsConfigArgs(relative_name=n.traffic_manager_dns(), ttl=env.dns_ttl),
-            monitor_config=azure.trafficmanager.MonitorConfigArgs(
-                protocol="HTTPS", port=443, path=tm.probe_path, interval_in_seconds=tm.probe_interval,
-                timeout_in_seconds=5 if tm.probe_interval == 10 else 10,
-                tolerated_number_of_failures=tm.tolerated_failures,
-            ),
-            endpoints=[
-                azure.trafficmanager.EndpointArgs(
-                    name=f"endpoint-{region}",
-                    type="Microsoft.Network/trafficManagerProfiles/azureEndpoints",
-                    target_resource_id=ip_id,
-                    endpoint_status="Enabled" if env.regions[region].traffic_enabled else "Disabled",
-                    priority=env.region_priority(region),
-                )
-                for region, ip_id in entry_ip_ids.items()
-            ],
-            traffic_view_enrollment_status="Enabled",
-            tags=tags,
-            opts=self.opts(),
-        )
-        self.diagnose(self.traffic_manager, workspace_id)
+        self.profiles: dict[str, azure.trafficmanager.Profile] = {}
+        for primary in env.primary_regions:
+            dr = env.regions[primary].dr_region
+            regions = [primary] + ([dr] if dr and any(i.cell.region == primary and i.role == "standby"
+                                                      for i in env.instances) else [])
+            profile = azure.trafficmanager.Profile(
+                self.child(f"tm-{primary}"),
+                profile_name=n.traffic_manager(primary),
+                resource_group_name=resource_group_name,
+                location="global",
+                profile_status="Enabled",
+                traffic_routing_method="Priority",
+                dns_config=azure.trafficmanager.DnsConfigArgs(relative_name=n.traffic_manager_dns(primary),
+                                                              ttl=env.dns_ttl(primary)),
+                monitor_config=azure.trafficmanager.MonitorConfigArgs(
+                    protocol="HTTPS", port=443, path=health_path(primary), interval_in_seconds=tm.probe_interval,
+                    timeout_in_seconds=5 if tm.probe_interval == 10 else 10,
+                    tolerated_number_of_failures=tm.tolerated_failures,
+                    custom_headers=[azure.trafficmanager.MonitorConfigCustomHeadersItemArgs(
+                        name="host", value=env.cell_host(primary))],
+                    expected_status_code_ranges=[azure.trafficmanager.MonitorConfigExpectedStatusCodeRangesItemArgs(
+                        min=200, max=299)],
+                ),
+                endpoints=[
+                    azure.trafficmanager.EndpointArgs(
+                        name=f"endpoint-{region}",
+                        type="Microsoft.Network/trafficManagerProfiles/azureEndpoints",
+                        target_resource_id=entry_ip_ids[region],
+                        endpoint_status="Enabled" if region != primary or env.regions[primary].traffic_enabled
+                        else "Disabled",
+                        priority=env.endpoint_priority(primary, region),
+                    )
+                    for region in regions
+                ],
+                traffic_view_enrollment_status="Enabled",
+                tags=tags | {"serves": primary},
+                opts=self.opts(),
+            )
+            self.diagnose(profile, workspace_id)
+            self.profiles[primary] = profile
+
         self.endpoint_host: pulumi.Output[str] = endpoint.host_name
+        token = self.custom_domain.validation_properties.apply(lambda v: (v.validation_token if v else None) or "")
+        self.dns_records: list[DnsRecord] = [
+            DnsRecord(api_host, "CNAME", endpoint.host_name, "the public API host → Front Door"),
+            DnsRecord(f"_dnsauth.{api_host}", "TXT", token, "proves the domain to Front Door (managed certificate)"),
+        ] + [
+            DnsRecord(env.cell_host(p), "CNAME",
+                      profile.dns_config.apply(lambda d: (d.fqdn if d else None) or ""),
+                      f"API Management → {p}'s CELLs (Traffic Manager picks {p} or its DR region)")
+            for p, profile in self.profiles.items()
+        ]
         self.register_outputs(
             {
                 "frontDoorHost": self.endpoint_host,
-                "trafficManagerFqdn": self.traffic_manager.dns_config.apply(lambda d: (d.fqdn if d else None) or ""),
+                "trafficManagerProfiles": {p: prof.id for p, prof in self.profiles.items()},
             }
         )
+
+    @staticmethod
+    def _apim_regions(env: Environment) -> list[str]:
+        # API Management runs a gateway in its home region and, on Premium, in every other deployed region.
+        home = env.primary_regions[0]
+        if env.config.api_management.sku != "Premium":
+            return [home]
+        return [home] + [r for r in env.deployed_regions if r != home]

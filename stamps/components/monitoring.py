@@ -203,12 +203,21 @@ class Monitoring(StampsComponent):
         self.alert_sets: list[AlertSet] = [
             AlertSet(
                 self.child("global"), env, "global", "global",
-                [Target("traffic-manager", routing.traffic_manager.id), Target("front-door", routing.front_door.id),
+                [Target("front-door", routing.front_door.id),
                  Target("api-management", glob.apim.id), Target("cosmos", glob.cosmos.id),
                  Target("app-insights", glob.app_insights.id)],
                 glob.resource_group.name, home, self.groups, env.tags("monitoring", region="global"), on,
                 opts=self.opts(),
             )
+        ] + [
+            # One Traffic Manager profile per primary region: "no healthy endpoint" pages for that region.
+            AlertSet(
+                self.child(f"tm-{primary}"), env, "global", region_code(primary),
+                [Target("traffic-manager", profile.id)],
+                glob.resource_group.name, home, self.groups, env.tags("monitoring", region=primary), on,
+                opts=self.opts(),
+            )
+            for primary, profile in routing.profiles.items()
         ]
         for region in regions.values():
             code = region_code(region.region)

@@ -3,7 +3,7 @@
 Runbook: "Regional Monitoring - Application Gateway health, Key Vault access patterns, Automation Account
 execution". Each region has one virtual network carved into fixed /24 slots (App Gateway, private
 endpoints, then one per CELL), a Key Vault (RBAC, soft delete, purge protection), an Automation Account
-for runbooks, and an Application Gateway WAF_v2 (OWASP, Prevention) whose path rules send
+for runbooks, and an Application Gateway WAF_v2 (Microsoft DRS 2.2, Prevention) whose path rules send
 `/cells/<cell>/*` to that CELL's pool. Unmatched paths go to an empty pool, never to a random CELL.
 """
 
@@ -14,12 +14,47 @@ import ipaddress
 import pulumi
 import pulumi_azure_native as azure
 
-from stamps.components.base import StampsComponent, role_assignment_name, role_definition_id
+from stamps.components.base import StampsComponent
 from stamps.components.cell import Cell, CellNetwork, Shared
+from stamps.config.capabilities import ZONES, zones_for
+from stamps.config.errors import ConfigError
 from stamps.environment import CellInstance, Environment
 
 APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, 2
-PRIVATE_ZONES = {"sql": "privatelink.database.windows.net", "blob": "privatelink.blob.core.windows.net"}
+HEALTH_PREFIX = "/health/"
+
+
+def health_path(primary: str) -> str:
+    """The gateway path a primary region's Traffic Manager probe calls: healthy while one of its CELLs is."""
+    return f"{HEALTH_PREFIX}{primary}"
+
+
+def edge_rules(api_management_ips: pulumi.Input[list[str]]) -> list[azure.network.WebApplicationFirewallCustomRuleArgs]:
+    """Only API Management reaches a CELL: the gateway admits its addresses, and anyone on the health paths
+    (probes; they return no tenant data), and blocks everything else before routing."""
+    def cond(variable: str, operator: str, values: pulumi.Input[list[str]]) -> azure.network.MatchConditionArgs:
+        return azure.network.MatchConditionArgs(
+            match_variables=[azure.network.MatchVariableArgs(variable_name=variable)],
+            operator=operator, match_values=values)
+
+    return [
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="AllowApiManagement", priority=10, rule_type="MatchRule", action="Allow", state="Enabled",
+            match_conditions=[cond("RemoteAddr", "IPMatch", api_management_ips)]),
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="AllowHealthProbes", priority=20, rule_type="MatchRule", action="Allow", state="Enabled",
+            match_conditions=[cond("RequestMethod", "Equal", ["GET", "HEAD"]),
+                              cond("RequestUri", "BeginsWith", [HEALTH_PREFIX])]),
+        azure.network.WebApplicationFirewallCustomRuleArgs(
+            name="BlockEveryoneElse", priority=100, rule_type="MatchRule", action="Block", state="Enabled",
+            match_conditions=[cond("RemoteAddr", "IPMatch", ["0.0.0.0/0"])]),
+    ]
+PRIVATE_ZONES = {"sql": "privatelink.database.windows.net", "blob": "privatelink.blob.core.windows.net",
+                 "automation": "privatelink.azure-automation.net"}
+# Creating or updating a WAF_v2 gateway takes minutes to tens of minutes; give it room before giving up.
+APP_GATEWAY_TIMEOUTS = pulumi.CustomTimeouts(create="60m", update="60m", delete="60m")
+# Operators import and rotate the edge certificate in the regional vaults (RBAC-only vaults: no access policies).
+OPERATOR_VAULT_ROLES = ("Key Vault Certificates Officer", "Key Vault Secrets Officer")
 
 
 def subnet_slots(address_space: str) -> list[str]:
@@ -36,6 +71,7 @@ class Region(StampsComponent):
     """One Azure region of the environment with the CELL instances it hosts."""
 
     def __init__(self, name: str, env: Environment, region: str, shared: Shared,
+                 api_management_ips: pulumi.Input[list[str]],
                  primary_databases: dict[str, pulumi.Input[str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:regional:Region", name, opts)
@@ -43,6 +79,8 @@ class Region(StampsComponent):
         rcfg = env.regions[region]
         tags = env.tags("regional", region=region)
         self.region = region
+        # Zone redundancy of the gateway and its IP: on where the region has zones (stamps/config/capabilities).
+        zoned = zones_for(region, rcfg.zone_redundant)
         slots = subnet_slots(rcfg.address_space)
         instances = env.instances_in(region)
 
@@ -116,13 +154,15 @@ class Region(StampsComponent):
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=90,
                 enable_purge_protection=True,
-                # Closed by default: only the App Gateway's subnet (its certificate) and trusted Azure
-                # services get through; "Disabled" would shut the gateway out, it has no private endpoint.
+                # Closed by default: only the App Gateway's subnet (its certificate), the operators' egress
+                # ranges (certificate import and rotation) and trusted Azure services get through; "Disabled"
+                # would shut the gateway out, it has no private endpoint.
                 public_network_access="Enabled",
                 network_acls=azure.keyvault.NetworkRuleSetArgs(
                     default_action="Deny", bypass="AzureServices",
                     virtual_network_rules=[azure.keyvault.VirtualNetworkRuleArgs(
                         id=subnet_ids.apply(lambda ids: ids["snet-appgw"]))],
+                    ip_rules=[azure.keyvault.IPRuleArgs(value=r) for r in env.config.operator_ip_ranges],
                 ),
             ),
             tags=tags,
@@ -142,12 +182,20 @@ class Region(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.automation, shared.workspace_id)
+        # Public access is off, so webhooks and hybrid workers reach the account over private endpoints only
+        # (sub-resources Webhook and DSCAndHybridWorker:
+        # https://learn.microsoft.com/azure/automation/how-to/private-link-security).
+        for group in ("Webhook", "DSCAndHybridWorker"):
+            self.private_endpoint(f"aa-{group.lower()}", self.automation.id, group,
+                                  subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]), zones["automation"],
+                                  rg, region, tags)
 
         # --- CELLs of this region ----------------------------------------------------------------------
         self.cells: list[Cell] = []
         for inst in instances:
             net = CellNetwork(
                 subnet_id=subnet_ids.apply(lambda ids, s=f"snet-cell-{inst.name}": ids[s]),
+                vnet_id=self.vnet.id,
                 endpoint_subnet_id=subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]),
                 sql_dns_zone_id=zones["sql"],
                 blob_dns_zone_id=zones["blob"],
@@ -166,7 +214,7 @@ class Region(StampsComponent):
             location=region,
             sku=azure.network.PublicIPAddressSkuArgs(name="Standard", tier="Regional"),
             public_ip_allocation_method="Static",
-            zones=["1", "2", "3"],
+            zones=list(ZONES) if zoned else None,
             dns_settings=azure.network.PublicIPAddressDnsSettingsArgs(
                 domain_name_label=f"{n.app_gateway(region)}-{n.suffix}"
             ),
@@ -178,15 +226,29 @@ class Region(StampsComponent):
             self.child("agw-id"), resource_name_=f"id-{n.app_gateway(region)}", resource_group_name=rg,
             location=region, tags=tags, opts=self.opts(),
         )
-        azure.authorization.RoleAssignment(
-            self.child("agw-kv-access"),
-            role_assignment_name=role_assignment_name(region, "agw", "kv"),
-            scope=self.key_vault.id,
-            principal_id=self.identity.principal_id,
-            principal_type="ServicePrincipal",
-            role_definition_id=role_definition_id(shared.subscription_id, "Key Vault Secrets User"),
-            opts=self.opts(),
-        )
+        # --- The edge certificate, provisioned before the gateway reads it ------------------------------------
+        tls = env.config.tls
+        # The vault the gateway reads: an existing, centrally managed one, or this region's (PFX stored below).
+        cert_vault = tls.key_vault_id or self.key_vault.id
+        self.certificate: azure.keyvault.Secret | None = None
+        if tls.key_vault_id is None:
+            self.certificate = azure.keyvault.Secret(
+                self.child("edge-cert"),
+                vault_name=self.key_vault.name,
+                resource_group_name=rg,
+                secret_name=tls.certificate_name,
+                # App Gateway reads a password-less PFX stored as a Key Vault secret (key-vault-certs).
+                properties=azure.keyvault.SecretPropertiesArgs(value=_edge_pfx(), content_type="application/x-pkcs12"),
+                tags=tags,
+                opts=self.opts(),
+            )
+        for i, op in enumerate(env.config.operators):
+            for role in OPERATOR_VAULT_ROLES:
+                self.grant(f"kv-operator-{i}-{role.split()[2].lower()}", self.key_vault.id, op.object_id, role,
+                           shared.subscription_id, principal_type=op.principal_type)
+        # The gateway's identity reads the certificate; RBAC grants apply with a delay, so the gateway waits for it.
+        self.certificate_access = self.grant("agw-kv-access", cert_vault, self.identity.principal_id,
+                                             "Key Vault Secrets User", shared.subscription_id)
         self.waf_policy = azure.network.WebApplicationFirewallPolicy(
             self.child("waf"),
             policy_name=f"waf-{n.app_gateway(region)}",
@@ -195,9 +257,12 @@ class Region(StampsComponent):
             policy_settings=azure.network.PolicySettingsArgs(
                 state="Enabled", mode="Prevention", request_body_check=True,
             ),
+            custom_rules=edge_rules(api_management_ips),
             managed_rules=azure.network.ManagedRulesDefinitionArgs(
                 managed_rule_sets=[
-                    azure.network.ManagedRuleSetArgs(rule_set_type="OWASP", rule_set_version="3.2"),
+                    # DRS 2.2 supersedes every CRS (OWASP) version: learn.microsoft.com/azure/web-application-firewall/
+                    # ag/upgrade-ruleset-version ("always use the highest available version (DRS 2.2)").
+                    azure.network.ManagedRuleSetArgs(rule_set_type="Microsoft_DefaultRuleSet", rule_set_version="2.2"),
                     azure.network.ManagedRuleSetArgs(rule_set_type="Microsoft_BotManagerRuleSet",
                                                      rule_set_version="1.0"),
                 ]
@@ -233,38 +298,71 @@ class Region(StampsComponent):
 
         pools = [azure.network.ApplicationGatewayBackendAddressPoolArgs(name="pool-unrouted")]
         settings, probes, rules = [], [], []
-        for cell in self.cells:
-            inst: CellInstance = cell.instance
-            c = inst.name
-            # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
-            addresses = [] if inst.isolated else [
-                azure.network.ApplicationGatewayBackendAddressArgs(ip_address=cell.static_ip)
-            ]
+
+        def ready_path(cell: Cell) -> str:
+            # The gateway probes what the app's own readiness probe calls (stamps:app.readinessPath).
+            app = env.config.app_for(cell.instance.cell)
+            return app.readiness_path if app else "/"
+
+        def backend(key: str, fqdns: list[pulumi.Output[str]], probe_path: str,
+                    path_override: str | None = None) -> None:
+            # Backends by FQDN with the host name taken from it: the environment's ingress routes by host,
+            # and one pool may hold several CELLs (the health pools).
             pools.append(azure.network.ApplicationGatewayBackendAddressPoolArgs(
-                name=f"pool-{c}", backend_addresses=addresses))
+                name=f"pool-{key}", backend_addresses=[
+                    azure.network.ApplicationGatewayBackendAddressArgs(fqdn=f) for f in fqdns]))
             probes.append(azure.network.ApplicationGatewayProbeArgs(
-                name=f"probe-{c}", protocol="Https", host=cell.fqdn, path="/health", interval=30, timeout=30,
-                unhealthy_threshold=3, pick_host_name_from_backend_http_settings=False,
+                name=f"probe-{key}", protocol="Https", path=probe_path, interval=30, timeout=30,
+                unhealthy_threshold=3, pick_host_name_from_backend_http_settings=True,
             ))
             settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
-                name=f"settings-{c}", port=443, protocol="Https", cookie_based_affinity="Disabled",
-                host_name=cell.fqdn, request_timeout=30, probe=ref("probes", f"probe-{c}"),
+                name=f"settings-{key}", port=443, protocol="Https", cookie_based_affinity="Disabled",
+                pick_host_name_from_backend_address=True, request_timeout=30, path=path_override,
+                probe=ref("probes", f"probe-{key}"),
             ))
-            rules.append(azure.network.ApplicationGatewayPathRuleArgs(
-                name=f"path-{c}", paths=[f"/cells/{c}/*"],
-                backend_address_pool=ref("backendAddressPools", f"pool-{c}"),
-                backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{c}"),
-            ))
+
+        def rule(key: str, path: str) -> azure.network.ApplicationGatewayPathRuleArgs:
+            return azure.network.ApplicationGatewayPathRuleArgs(
+                name=f"path-{key}", paths=[path],
+                backend_address_pool=ref("backendAddressPools", f"pool-{key}"),
+                backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{key}"),
+            )
+
+        for cell in self.cells:
+            inst: CellInstance = cell.instance
+            # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
+            backend(inst.name, [] if inst.isolated else [cell.fqdn], ready_path(cell))
+            rules.append(rule(inst.name, f"/cells/{inst.name}/*"))
+        # One health path per primary region this gateway serves for: its pool holds exactly the CELL
+        # instances that serve that region's tenants from here, so a Traffic Manager probe on it fails when
+        # they all fail, and never lands in the empty default pool.
+        for primary in env.primaries_backed_by(region):
+            members = [c for c in self.cells if c.instance.cell.region == primary and not c.instance.isolated]
+            if not members:
+                continue
+            key = f"health-{primary}"
+            # The probe path is rewritten to the apps' readiness path: the health path returns no tenant data.
+            backend(key, [c.fqdn for c in members], ready_path(members[0]), path_override=ready_path(members[0]))
+            rules.append(rule(key, health_path(primary)))
         settings.append(azure.network.ApplicationGatewayBackendHttpSettingsArgs(
             name="settings-unrouted", port=443, protocol="Https", cookie_based_affinity="Disabled", request_timeout=30,
         ))
-        cert = env.config.tls.certificate_name
+        tls = env.config.tls
+        cert = tls.certificate_name
+        # Versionless: the gateway follows rotations (a new PFX, or a new version in the central vault).
+        secret_id = (self.key_vault.properties.apply(lambda p: tls.secret_id(p.vault_uri))
+                     if tls.key_vault_id is None else tls.secret_id())
+        # It reads the certificate at creation: it waits for the secret and for its own role assignment
+        # (ApplicationGatewayKeyVaultSecretException / LinkedAccessCheckFailed otherwise).
+        waits_for: list[pulumi.Resource] = [self.key_vault, self.certificate_access]
+        if self.certificate is not None:
+            waits_for.append(self.certificate)
         return azure.network.ApplicationGateway(
             self.child("agw"),
             application_gateway_name=agw_name,
             resource_group_name=rg,
             location=region,
-            zones=["1", "2", "3"],
+            zones=list(ZONES) if zones_for(region, env.regions[region].zone_redundant) else None,
             sku=azure.network.ApplicationGatewaySkuArgs(name="WAF_v2", tier="WAF_v2"),
             autoscale_configuration=azure.network.ApplicationGatewayAutoscaleConfigurationArgs(
                 min_capacity=2, max_capacity=10
@@ -286,9 +384,7 @@ class Region(StampsComponent):
             frontend_ports=[azure.network.ApplicationGatewayFrontendPortArgs(name="https", port=443)],
             ssl_certificates=[azure.network.ApplicationGatewaySslCertificateArgs(
                 name=cert,
-                key_vault_secret_id=self.key_vault.properties.apply(
-                    lambda p: f"{(p.vault_uri or '').rstrip('/')}/secrets/{cert}"
-                ),
+                key_vault_secret_id=secret_id,
             )],
             http_listeners=[azure.network.ApplicationGatewayHttpListenerArgs(
                 name="listener-https", protocol="Https",
@@ -311,6 +407,15 @@ class Region(StampsComponent):
                 url_path_map=ref("urlPathMaps", "cells"),
             )],
             tags=tags,
-            opts=self.opts(depends_on=[self.key_vault]),
+            opts=self.opts(depends_on=waits_for, custom_timeouts=APP_GATEWAY_TIMEOUTS),
         )
 
+
+def _edge_pfx() -> pulumi.Output[str]:
+    """The edge certificate as a secret Output; missing is a config error naming the key and the alternative."""
+    try:
+        return pulumi.Config("stamps").require_secret("edgeCertificatePfx")
+    except pulumi.ConfigMissingError:
+        raise ConfigError(["stamps:edgeCertificatePfx: missing; set the gateways' certificate with `pulumi config set "
+                           "--secret stamps:edgeCertificatePfx \"$(base64 -w0 edge.pfx)\"`, or name an existing vault "
+                           "holding it in stamps:tls.keyVaultId"]) from None

@@ -34,7 +34,7 @@ class TenantAccess(StampsComponent):
     """API Management products, the tenant API and one user + subscription per tenant."""
 
     def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
-                 service_name: pulumi.Input[str], cells_host: str,
+                 service_name: pulumi.Input[str], front_door_id: pulumi.Input[str],
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:tenants:TenantAccess", name, opts)
         am = azure.apimanagement
@@ -55,6 +55,42 @@ class TenantAccess(StampsComponent):
                 **common,
             )
             for nv, value in zip(names, values, strict=True)
+        ]
+
+        # Only requests our Front Door forwards carry its id; the API policy checks it.
+        front_door_value = am.NamedValue(
+            self.child("front-door-id"),
+            named_value_id=policy.FRONT_DOOR_ID_NAMED_VALUE,
+            display_name=policy.FRONT_DOOR_ID_NAMED_VALUE,
+            value=front_door_id,
+            secret=False,
+            tags=["stamps", "edge"],
+            opts=self.opts(),
+            **common,
+        )
+
+        # --- One backend per CELL: its primary region's cells host (Traffic Manager picks the instance) -----
+        self.backends = [
+            am.Backend(
+                self.child(f"backend-{cell.name}"),
+                backend_id=policy.backend_id(cell.name),
+                title=f"CELL {cell.name}",
+                description=f"{cell.model} CELL {cell.name}, primary {cell.region}",
+                url=policy.cell_url(env.cell_host(cell.region), cell.name),
+                protocol=am.BackendProtocol.HTTP,
+                tls=am.BackendTlsPropertiesArgs(validate_certificate_chain=True, validate_certificate_name=True),
+                # A CELL answering 5xx repeatedly is given a pause instead of more load; Retry-After honoured.
+                circuit_breaker=am.BackendCircuitBreakerArgs(rules=[am.CircuitBreakerRuleArgs(
+                    name="cell-failing",
+                    failure_condition=am.CircuitBreakerFailureConditionArgs(
+                        count=10, interval="PT1M",
+                        status_code_ranges=[am.FailureStatusCodeRangeArgs(min=500, max=599)]),
+                    trip_duration="PT30S", accept_retry_after=True,
+                )]),
+                opts=self.opts(),
+                **common,
+            )
+            for cell in env.cells
         ]
 
         # --- The tenant API ------------------------------------------------------------------------------
@@ -84,15 +120,14 @@ class TenantAccess(StampsComponent):
                 opts=self.opts(),
                 **common,
             )
-        cell_base_url = f"https://{cells_host}/cells/"
         self.api_policy = am.ApiPolicy(
             self.child("api-policy"),
             api_id=self.api.name,
             policy_id="policy",
             format=am.PolicyContentFormat.XML,
-            value=policy.api_policy(cell_base_url, names),
-            # APIM rejects a policy that references a named value that does not exist yet.
-            opts=self.opts(depends_on=self.routing_values),
+            value=policy.api_policy(names),
+            # APIM rejects a policy that references a named value or backend that does not exist yet.
+            opts=self.opts(depends_on=[*self.routing_values, front_door_value, *self.backends]),
             **common,
         )
 

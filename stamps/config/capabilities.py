@@ -152,3 +152,21 @@ def check_zone_choices(cfg: StampsConfig) -> list[str]:
                        f"stamps:cells[{i}].zoneRedundant: true asks for; use a Premium (P*), Business Critical "
                        f"(BC_*) or Hyperscale (HS_*) SKU, or omit zoneRedundant ({SQL_ZONES_SOURCE})")
     return out
+
+
+# Container Apps environments per subscription: 15 per region and 20 across regions by default (raised through a
+# quota request): https://learn.microsoft.com/azure/container-apps/quotas. Each CELL instance has its own.
+ENV_QUOTA_SOURCE = "https://learn.microsoft.com/azure/container-apps/quotas"
+ENVIRONMENTS_PER_REGION = 15
+ENVIRONMENTS_PER_SUBSCRIPTION = 20
+
+
+def environment_quota_warnings(per_region: dict[str, int]) -> list[str]:
+    """Where the plan needs more Container Apps environments than a subscription gets by default."""
+    out = [f"{n} Container Apps environments in {region}: the default quota is {ENVIRONMENTS_PER_REGION} per region"
+           for region, n in sorted(per_region.items()) if n > ENVIRONMENTS_PER_REGION]
+    total = sum(per_region.values())
+    if total > ENVIRONMENTS_PER_SUBSCRIPTION:
+        out.append(f"{total} Container Apps environments in all: the default quota is "
+                   f"{ENVIRONMENTS_PER_SUBSCRIPTION} per subscription")
+    return [f"{w}; request an increase (Managed Environment Count) before `up` ({ENV_QUOTA_SOURCE})" for w in out]

@@ -19,7 +19,15 @@ from stamps.placement import PlacementError, place
 
 NAMESPACE = "stamps"
 # Secret keys live outside the typed model: they are only ever handled as Pulumi secret Outputs.
-SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl")
+SECRET_KEYS: tuple[str, ...] = ("alertWebhookUrl", "pagerDutyWebhookUrl", "edgeCertificatePfx")
+
+# Keys of earlier versions: a stack file that still has one gets told what replaced it, never misread.
+RETIRED_KEYS: dict[str, str] = {
+    "activeRegion": "replaced by per-region serving state: every primary region serves its own CELLs; to keep a "
+                    "region failed over set `servingFrom: dr` on it under stamps:regions (stamps-ops failover "
+                    "--region R does this), then delete activeRegion",
+}
+
 
 def _model_keys() -> set[str]:
     return {info.alias or name for name, info in StampsConfig.model_fields.items()}
@@ -79,8 +87,11 @@ def read_pulumi_config() -> dict[str, Any]:
 
 def load_environment(project: str, stack: str, values: dict[str, Any]) -> Environment:
     """Validate `values` (camelCase `stamps:` keys) and resolve the environment; raise ConfigError."""
+    # Secret keys are never model values (they are read as secret Outputs where used); callers may pass them.
+    values = {k: v for k, v in values.items() if k not in SECRET_KEYS}
     unknown = sorted(set(values) - _model_keys())
     problems = [
+        f"{NAMESPACE}:{k}: {RETIRED_KEYS[k]}" if k in RETIRED_KEYS else
         f"{NAMESPACE}:{k}: unknown key; valid keys: {', '.join(sorted(_model_keys() | set(SECRET_KEYS)))}"
         for k in unknown
     ]
@@ -120,7 +131,7 @@ def _check_names(env: Environment) -> None:
     """Derive every globally unique name up front so a too-long id fails before any resource exists."""
     problems = []
     n = env.naming
-    for fn in (n.front_door_endpoint, n.traffic_manager_dns, n.cosmos, n.apim):
+    for fn in (n.front_door_endpoint, n.cosmos, n.apim):
         try:
             fn()
         except NameError_ as err:
@@ -128,6 +139,8 @@ def _check_names(env: Environment) -> None:
     for region in env.deployed_regions:
         try:
             n.key_vault(region)
+            if region in env.primary_regions:
+                n.traffic_manager_dns(region)
         except NameError_ as err:
             problems.append(f"stamps:regions: {err}")
     index = {c.name: i for i, c in enumerate(env.config.cells)}

@@ -68,6 +68,11 @@ class RegionConfig(Section):
     dr_region: Region | None = Field(None, description="The DR region holding this primary's standby CELLs.")
     address_space: str = Field(description="The region's virtual network, a /16 to /20 IPv4 CIDR.")
     traffic_enabled: bool = Field(True, description="false disables the region's Traffic Manager endpoint (DR drill)")
+    serving_from: Literal["primary", "dr"] = Field(
+        "primary",
+        description="primary regions only: where this region's CELLs serve from now; `stamps-ops failover --region` "
+                    "sets dr (its standbys in drRegion take its traffic), failback sets primary",
+    )
     zone_redundant: bool | None = Field(
         None, description="App Gateway, its public IP and the Cosmos DB replica across availability zones; default: "
                           "on where the region has zones (stamps/config/capabilities.py), true elsewhere is an error")
@@ -86,13 +91,14 @@ class RegionConfig(Section):
             raise ValueError("drRegion is only set on primary regions")
         if self.dr_region == self.name:
             raise ValueError(f"drRegion must differ from the region itself ({self.name!r})")
+        if self.role == "dr" and self.serving_from != "primary":
+            raise ValueError("servingFrom is only set on primary regions (a DR region serves what fails over to it)")
         return self
 
 
 class TrafficManagerConfig(Section):
     ttl: int = Field(300, ge=0, le=2147483647, description="DNS TTL in seconds in normal operation.")
     failover_ttl: int = Field(60, ge=0, le=300, description="DNS TTL while failed over, for fast failback.")
-    probe_path: str = Field("/health", pattern=r"^/[A-Za-z0-9/_.-]*$")
     probe_interval: Literal[10, 30] = 30
     tolerated_failures: int = Field(3, ge=0, le=9)
 
@@ -141,16 +147,43 @@ class SqlAdminsConfig(Section):
 _HOST = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,}$"
 
 
+_VAULT_ID = (r"^/subscriptions/[0-9a-fA-F-]{36}/resourceGroups/[-\w._()]{1,90}/providers/Microsoft\.KeyVault/"
+             r"vaults/[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]$")
+
+
 class TlsConfig(Section):
-    """The App Gateway listener certificate: a Key Vault certificate in each regional vault."""
+    """Public and internal host names, and the App Gateway listener certificate, which must exist before the
+    gateway is created.
+
+    Two certificate sources (https://learn.microsoft.com/azure/application-gateway/key-vault-certs: a listener
+    references an *existing* Key Vault certificate or secret):
+    - `keyVaultId`: a pre-existing, centrally managed vault that holds `certificateName`; the gateways read it
+      there (the program grants their identities "Key Vault Secrets User" on that vault);
+    - otherwise the PFX given as the Pulumi secret `stamps:edgeCertificatePfx` (base64, no password), which the
+      program stores as `certificateName` in each regional vault before creating the gateway.
+    """
 
     certificate_name: str = Field("stamps-edge", pattern=r"^[A-Za-z0-9-]{1,127}$")
-    host_name: str = Field(max_length=253, pattern=_HOST, description="the public API host name")
-    cells_host_name: str = Field(
+    key_vault_id: str | None = Field(
+        None, pattern=_VAULT_ID,
+        description="ARM id of an existing vault holding certificateName; omit to store stamps:edgeCertificatePfx")
+    host_name: str = Field(
         max_length=253, pattern=_HOST,
-        description="the name API Management and Front Door use to reach the regional App Gateways: a CNAME to "
-                    "the Traffic Manager FQDN, covered by the certificate, so TLS names match end to end",
+        description="the public API host name: a Front Door custom domain (CNAME + TXT validation record printed "
+                    "in the `dnsRecords` output)",
     )
+    cells_host_name: str = Field(
+        max_length=240, pattern=_HOST,
+        description="the domain API Management reaches CELLs under: each primary region's CELLs answer at "
+                    "<region>.<cellsHostName>, a CNAME to that region's Traffic Manager profile (printed in "
+                    "`dnsRecords`); the App Gateway certificate must cover *.<cellsHostName>",
+    )
+
+    def secret_id(self, vault_uri: str | None = None) -> str:
+        """The versionless secret id the gateway reads (it then follows certificate rotations)."""
+        if self.key_vault_id is not None:
+            vault_uri = f"https://{self.key_vault_id.rsplit('/', 1)[-1]}.vault.azure.net/"
+        return f"{(vault_uri or '').rstrip('/')}/secrets/{self.certificate_name}"
 
 
 class TierConfig(Section):
@@ -377,7 +410,6 @@ class StampsConfig(Section):
         None, pattern=r"^[a-z0-9]{4,6}$", description="suffix for globally unique names; default: stable hash"
     )
     regions: list[RegionConfig] = Field(min_length=1)
-    active_region: Region | None = Field(None, description="region serving traffic; default: the primary")
     traffic_manager: TrafficManagerConfig = TrafficManagerConfig()
     front_door: FrontDoorConfig = FrontDoorConfig()
     api_management: ApiManagementConfig

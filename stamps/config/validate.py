@@ -47,14 +47,6 @@ def check_regions(cfg: StampsConfig, out: Problems) -> None:
                 f"stamps:regions[{i}].drRegion: {r.dr_region!r} is not a configured region with role: dr; "
                 f"valid: {_one_of(dr_names)}"
             )
-    if cfg.active_region is not None:
-        serving = {r.name for r in cfg.regions if r.role == "primary"} | {
-            c.standby.region for c in cfg.cells if c.standby
-        }
-        if cfg.active_region not in serving:
-            out.append(
-                f"stamps:activeRegion: {cfg.active_region!r} serves no CELLs; valid: {_one_of(serving)}"
-            )
     nets = [(i, r.address_space) for i, r in enumerate(cfg.regions)]
     for a in range(len(nets)):
         for b in range(a + 1, len(nets)):

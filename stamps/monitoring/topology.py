@@ -1,6 +1,7 @@
 """Draw the environment's topology as SVG: regions, CELL instances and tenants.
 
-One column per region (the active region highlighted), one card per CELL instance: primary or standby
+One column per region (regions serving traffic highlighted, with the primaries they serve), one card per CELL
+instance: primary or standby
 (dashed), shared or dedicated (colour), load = tenants/capacity as a bar, tenants listed, isolated CELLs
 hatched in red, CELLs with alerts off flagged. Dotted links join each primary to its standby. The drawing
 comes from the resolved Environment (config + placement), so it needs no plan and matches what the program
@@ -164,18 +165,22 @@ def topology_svg(env: Environment) -> str:
         '<path d="M0,0 L10,5 L0,10 z" fill="#059669"/></marker></defs>',
         f'<rect width="{width:.0f}" height="{height:.0f}" fill="#ffffff"/>',
         _text(MARGIN, 34, f"Stamps topology · {env.project}/{env.stack} ({env.config.environment})", 20, "bold"),
-        _text(MARGIN, 56, f"{len(env.instances)} CELL instances · {len(env.config.tenants)} tenants · "
-                          f"active region {env.active_region}" + (" (failed over)" if env.failed_over else ""),
+        _text(MARGIN, 56, f"{len(env.instances)} CELL instances · {len(env.config.tenants)} tenants · serving: "
+                          + ", ".join(f"{p} → {env.serving_region(p)}" + (" (failed over)" if env.failed_over(p)
+                                                                          else "") for p in env.primary_regions),
               13, fill="#475569"),
     ]
-    # Global entry: Front Door + Traffic Manager send all traffic to the active region (priority routing).
+    # The request path: every tenant enters at the public host, passes API Management, then its CELL's
+    # primary region's Traffic Manager profile picks that region's gateway or its DR region's.
     gx, gw = MARGIN, width - 2 * MARGIN
     out.append(f'<rect x="{gx}" y="72" width="{gw:.0f}" height="36" rx="6" fill="#0f172a"/>')
-    out.append(_text(gx + gw / 2, 95, "Front Door + Traffic Manager + API Management (global, priority routing)",
+    out.append(_text(gx + gw / 2, 95, f"{env.config.tls.host_name} → Front Door → API Management (tenant, quota, "
+                                      "X-Tenant-ID) → Traffic Manager per primary → regional App Gateway WAF → CELL",
                      13, "bold", "#f8fafc", "middle"))
+    serves = {r: [p for p in env.primary_regions if env.serving_region(p) == r] for r in regions}
     for i, region in enumerate(regions):
         x = MARGIN + i * (COL_W + COL_GAP)
-        active = region == env.active_region
+        active = bool(serves[region])
         fill, stroke = COLORS["active" if active else "inactive"]
         role = env.regions[region].role
         out.append(f'<g class="region" id={quoteattr("region-" + region)}>')
@@ -185,7 +190,8 @@ def topology_svg(env: Environment) -> str:
         label = "primary region" if role == "primary" else "DR region"
         out.append(_text(x + 16 + 10 * len(region) + 8, TOP + 30, label, 12, fill="#475569"))
         if active:
-            svg, _ = _badge(x + COL_W - 16 - 7 * 6 - 12, TOP + 30, "ACTIVE", "#059669")
+            label = "SERVING" if serves[region] == [region] else "SERVING " + "+".join(serves[region]).upper()
+            svg, _ = _badge(x + COL_W - 16 - 7 * len(label) - 12, TOP + 30, label, "#059669")
             out.append(svg)
             out.append(f'<line x1="{x + COL_W / 2:.0f}" y1="108" x2="{x + COL_W / 2:.0f}" y2="{TOP - 4}" '
                        'stroke="#059669" stroke-width="3" marker-end="url(#arrow)"/>')
@@ -219,7 +225,7 @@ def _legend(x: float, y: float) -> str:
         (f'<rect x="{x:.0f}" y="{y - 11:.0f}" width="18" height="14" rx="2" fill="url(#isolated)" '
          f'stroke="{COLORS["isolated"]}" stroke-width="2"/>', "isolated"),
         (f'<rect x="{x:.0f}" y="{y - 11:.0f}" width="18" height="14" rx="2" fill="{COLORS["active"][0]}" '
-         f'stroke="{COLORS["active"][1]}" stroke-width="2"/>', "active region"),
+         f'stroke="{COLORS["active"][1]}" stroke-width="2"/>', "serving region"),
         (f'<rect x="{x:.0f}" y="{y - 7:.0f}" width="18" height="6" rx="2" fill="#16a34a"/>',
          "load = tenants / capacity"),
     ]

@@ -73,6 +73,9 @@ ARM_IDS: dict[str, str] = {
     "azure-native:cdn:Profile": _P + "Microsoft.Cdn/profiles/{profileName}",
     "azure-native:cdn:AFDEndpoint": _P + "Microsoft.Cdn/profiles/{profileName}/afdEndpoints/{endpointName}",
     "azure-native:cdn:AFDOriginGroup": _P + "Microsoft.Cdn/profiles/{profileName}/originGroups/{originGroupName}",
+    "azure-native:cdn:AFDCustomDomain": _P + "Microsoft.Cdn/profiles/{profileName}/customDomains/{customDomainName}",
+    "azure-native:privatedns:PrivateRecordSet":
+        _P + "Microsoft.Network/privateDnsZones/{privateZoneName}/{recordType}/{relativeRecordSetName}",
     "azure-native:cdn:AFDOrigin":
         _P + "Microsoft.Cdn/profiles/{profileName}/originGroups/{originGroupName}/origins/{originName}",
     "azure-native:cdn:Route": _AFD + "/afdEndpoints/{endpointName}/routes/{routeName}",
@@ -180,7 +183,19 @@ class AzureMocks(pulumi.runtime.Mocks):
             return {k: {_SIG_KEY: _SECRET_SIG, "value": f"mock-{k}-{_short(rid, k)}"}
                     for k in ("primaryKey", "secondaryKey")}
         if typ == "azure-native:apimanagement:ApiManagementService":
-            return {"gatewayUrl": f"https://{name}.azure-api.net", "identity": principal}
+            # Regional gateway hosts follow Azure's rule `<service>-<region>-01.regional.azure-api.net`.
+            def ip(where: str) -> str:
+                return f"52.{int(_short(rid, where)[:2], 16)}.{int(_short(rid, where)[2:4], 16)}.7"
+            extra = [{**loc, "gatewayRegionalUrl": f"https://{name}-{loc.get('location')}-01.regional.azure-api.net",
+                      "publicIPAddresses": [ip(str(loc.get("location")))]}
+                     for loc in s.get("additionalLocations") or []]
+            return {"gatewayUrl": f"https://{name}.azure-api.net", "identity": principal,
+                    "gatewayRegionalUrl": f"https://{name}-{location}-01.regional.azure-api.net",
+                    "publicIPAddresses": [ip(location)], "additionalLocations": extra}
+        if typ == "azure-native:cdn:Profile":
+            return {"frontDoorId": _uuid(rid, "front-door-id")}
+        if typ == "azure-native:cdn:AFDCustomDomain":
+            return {"validationProperties": {"validationToken": _short(rid, "token"), "expirationDate": ""}}
         if typ == "azure-native:network:PublicIPAddress":
             label = (s.get("dnsSettings") or {}).get("domainNameLabel", name)
             return {"ipAddress": f"20.{int(_short(rid)[:2], 16)}.{int(_short(rid)[2:4], 16)}.4",
