@@ -275,3 +275,26 @@ def test_a_resumed_migration_names_the_source_cell_it_began_on(
     assert f"migrated from shared-smb to {TENANT}" in " ".join(out.split())
     assert audit_lines(project)[-1] == {**audit_lines(project)[-1], "event": "migrated", "source": "shared-smb"}
     assert json.loads((project / JOURNAL).read_text())["source_cell"] == "shared-smb"
+
+
+def test_an_abandoned_migration_leaves_nothing_of_its_tenant_and_frees_the_cell(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = sqlite_pair(tmp_path)
+    ops = Ops(project)
+    # Stopped half-way: copied and verified, then the freeze failed.
+    assert Recorder(ops, fail_on=1)(*migrate_args(source, target), http_get=lambda url: 200) == 1
+    assert tenant_rows(target)["accounts"]
+    assert Recorder(ops)("migrate-abandon", TENANT, "--source-url", source, "--target-url", target) == 0
+    assert tenant_rows(target) == {"accounts": [], "transfers": []}
+    with sa.create_engine(target).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM tenants").scalar() == 0
+    assert not (project / JOURNAL).exists()
+    assert audit_lines(project)[-1]["event"] == "abandoned"
+    tenant = next(t for t in ops.stack["stamps:tenants"] if t["id"] == TENANT)
+    assert tenant["cell"] == "shared-smb" and "frozen" not in tenant
+    # The CELL and its database are free for another tenant now.
+    args = ["migrate", "startup", "--to", "dedicated", "--cell", TENANT, "--source-url", source,
+            "--target-url", target, "--health-url", "http://cells.test/{cell}/health", "--health-wait", "0"]
+    assert Recorder(ops)(*args, http_get=lambda url: 200) == 0
+    assert tenant_rows(target, "startup") == tenant_rows(source, "startup")
+    assert tenant_rows(target) == {"accounts": [], "transfers": []}

@@ -12,6 +12,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
@@ -176,3 +177,36 @@ def test_journal_without_recorded_identities_refuses_purge(project: Path, tmp_pa
     assert tenant_rows(source) == before
 
 
+
+
+class _FakeResult:
+    def __init__(self, row: tuple[object, ...]) -> None:
+        self.row = row
+
+    def one(self) -> tuple[object, ...]:
+        return self.row
+
+
+class _FakeMssql:
+    """Just enough of a Connection to run identity_of's SQL Server branch (no server here)."""
+
+    def __init__(self, server: str, db_id: int, name: str) -> None:
+        self.dialect = SimpleNamespace(name="mssql")
+        self.row = (server, db_id, name)
+        self.sql: list[str] = []
+
+    def exec_driver_sql(self, sql: str) -> _FakeResult:
+        self.sql.append(sql)
+        return _FakeResult(self.row)
+
+
+def test_sql_server_identity_is_server_name_plus_database_id() -> None:
+    """Compile-level only: the query asks the server (@@SERVERNAME, DB_ID()), not the URL."""
+    from ops.migration.identity import identity_of
+
+    conn = _FakeMssql("CELL-SQL-EUS", 5, "Tenant")
+    ident = identity_of(conn)  # type: ignore[arg-type]
+    assert "@@SERVERNAME" in conn.sql[0] and "DB_ID()" in conn.sql[0]
+    assert ident == identity_of(_FakeMssql("cell-sql-eus", 5, "tenant"))  # type: ignore[arg-type]
+    assert ident != identity_of(_FakeMssql("cell-sql-eus", 6, "tenant"))  # type: ignore[arg-type]
+    assert ident != identity_of(_FakeMssql("cell-sql-wus", 5, "tenant"))  # type: ignore[arg-type]

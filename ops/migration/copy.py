@@ -13,7 +13,10 @@ Guarantees:
   re-run without journal) are first reconciled key by key against the source (insert missing,
   update changed, delete vanished), so "target ≡ rows as read" and the recorded checksum stay
   exact and nothing is duplicated. Rows changed *behind* the mark while the copy runs are not
-  chased: that is the delta's job.
+  chased: that is the delta's job. A tenant that keeps writing creates parents after their table
+  was copied and children pointing at them: a write that fails its foreign key is redone after
+  the missing parents (theirs too, within the tenant's scope) are fetched from the source, and those
+  rows are recorded as copied rows of their table, so the verifications stay exact.
 * **Delta copy** (writes frozen): makes the target's in-scope rows equal to the source's.
   Pass 1, parents first, walks the whole source keyset in ranges, compares each range (range
   checksums computed by both servers on PostgreSQL, per-row hashes otherwise) and inserts
@@ -38,7 +41,10 @@ an exact row-by-row comparison — no row passes through Python. Method ``sqlite
   count and is left to the delta copy (which rewrites it) and ``verify()`` (which compares every
   column of every row with the source);
 * ``purge_source()`` re-compares instead of re-checksumming: every source row must still have an
-  identical row in the target and the source's row count must be the verified one.
+  identical row in the target and the source's row count must be the verified one (the generic
+  engine compares canonical row texts the same way). On both paths source and target must be
+  different databases by server identity (``identity``), checked again inside the one transaction
+  that deletes, all or nothing.
 """
 
 from __future__ import annotations
@@ -945,6 +951,30 @@ class TenantDataMover:
                     lo = hi
                 _check_purged(tp, gone, differing, verified)
                 deleted[tp.fullname] = gone
+        return deleted
+
+    # ------------------------------------------------------------------ abandon
+
+    def clear_target(self, expected: Identities | None = None) -> dict[str, int]:
+        """Delete the tenant's rows from the target, children first (a migration given up before its
+        switch leaves nothing of the tenant behind). Shared reference tables stay: they are nobody's.
+        ``expected``: the journal's record; the target must be that database and not the source."""
+        ids = self.identities()
+        if expected is not None:
+            _same_identities(ids, expected)
+        deleted: dict[str, int] = {}
+        for tp in reversed(self.plan.tables):
+            if tp.scope_column is None:
+                continue
+            tgt = self._pair(tp)[1]
+            total = 0
+            while True:
+                with self.target.begin() as tc:
+                    keys = tgt.fetch_keys(tc, None, None, self.batch_size)
+                    total += tgt.delete_keys(tc, keys)
+                if len(keys) < self.batch_size:
+                    break
+            deleted[tp.fullname] = total
         return deleted
 
     # ------------------------------------------------------------------ sequences

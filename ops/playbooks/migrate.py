@@ -7,8 +7,16 @@ tier, and the Cosmos DB tenant directory record) → unfreeze → health check t
 Each step is recorded before and after it runs; a re-run after a crash resumes where it stopped. A failed
 verification stops before the switch, leaves the source untouched and unfreezes the tenant.
 
+Before anything is provisioned, a preflight connects to both databases, checks the drivers, discovers the
+schema and refuses what cannot be moved (tables of other tenants' data the tenant's rows point at unless
+declared `--shared-table`, untyped columns, text in numeric columns, a target that is the source under another
+name or holds another tenant's rows). The dedicated CELL is reserved (the journal names it) under the stack lock.
+
 Purging the tenant's rows from the shared database is `stamps-ops purge-source`, allowed only after the
-retention period and a fresh final verification.
+retention period, against the databases the journal recorded (by the servers' own identity, never the URL
+text), with a fresh exact verification and a row-by-row comparison inside the purge transaction.
+`stamps-ops migrate-unfreeze` lifts a freeze whose unfreeze met another playbook's lock;
+`stamps-ops migrate-abandon` gives up an unswitched migration and removes the tenant's rows from the target.
 
 The stack lock is taken around each stack update only, so a long copy never blocks a failover; a second
 migration of the same tenant is refused by the migration's own lock.
@@ -127,7 +135,8 @@ class Migration:
         frozen = self.ctx.environment().config
         tenant = next(t for t in frozen.tenants if t.id == self.tenant)
         if tenant.frozen and tenant.cell == self.source_cell:
-            self.ctx.console.print(f"[red]{step.step.value} failed[/]: {escape(scrub(str(exc)))}; unfreezing "
+            detail = scrub(str(exc), self.args.source_url or "", self.args.target_url or "")
+            self.ctx.console.print(f"[red]{step.step.value} failed[/]: {escape(detail)}; unfreezing "
                                    f"{self.tenant} (it keeps running on {self.source_cell}, its source rows "
                                    "untouched)")
             unfreeze_tenant(self.ctx, self.tenant, self.args.unfreeze_attempts, self.args.unfreeze_wait)
@@ -386,6 +395,49 @@ def _recorded_shared(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(t["name"]) for t in data.get("plan") or () if t.get("kind") == "reference")
 
 
+def abandon(ctx: Context, args: argparse.Namespace) -> int:
+    """Give up a migration that has not switched: unfreeze, delete the tenant's rows from the target,
+    release the CELL reservation (the journal is kept aside, renamed)."""
+    from ops.migration import MigrationError, MigrationJournal, Step, TenantDataMover
+
+    path = journal_path(ctx, args.tenant)
+    data = _read_journal(path)
+    if data is None:
+        raise PlaybookError(f"TENANT: no migration journal for {args.tenant!r} at {path}")
+    if data["steps"][Step.SWITCH.value]["status"] == "done":
+        raise Refused(f"{args.tenant}'s routing already points at {data.get('target_cell')}: a switched migration "
+                      "is finished with `stamps-ops migrate`, not abandoned")
+    if ctx.dry_run:
+        ctx.console.print(f"(dry run) would unfreeze {args.tenant} and delete its rows from {data.get('target')}")
+        return EXIT_OK
+    source = args.source_url or data.get("source") or ""
+    target = args.target_url or data.get("target") or ""
+    try:
+        with MigrationJournal.open(path, tenant_id=args.tenant) as journal:
+            env = ctx.environment()
+            if next(t for t in env.config.tenants if t.id == args.tenant).frozen:
+                unfreeze_tenant(ctx, args.tenant, args.unfreeze_attempts, args.unfreeze_wait)
+            mover = TenantDataMover(source, target, args.tenant,
+                                    tenant_column=data.get("tenant_column", "tenant_id"), progress=None,
+                                    shared_tables=_recorded_shared(data))
+            try:
+                deleted = mover.clear_target(journal.identities())
+            finally:
+                mover.source.dispose()
+                mover.target.dispose()
+            aside = path.with_name(f"{path.name}.abandoned-{ctx.now():%Y%m%dT%H%M%S}")
+            path.rename(aside)
+    except MigrationError as err:
+        message = scrub(str(err), source, target)
+        audit(ctx, "migrate", "abandon-failed", tenant=args.tenant, error=message)
+        raise Refused(f"abandon refused: {message}") from None
+    audit(ctx, "migrate", "abandoned", tenant=args.tenant, cell=data.get("target_cell"), rows=deleted)
+    ctx.console.print(f"[green]✓[/] abandoned {args.tenant}'s migration: {sum(deleted.values())} rows deleted from "
+                      f"the target, CELL {data.get('target_cell')} released (still in the stack; remove it there "
+                      f"if unused); journal kept as {aside}")
+    return EXIT_OK
+
+
 def unfreeze(ctx: Context, args: argparse.Namespace) -> int:
     unfreeze_tenant(ctx, args.tenant, args.unfreeze_attempts, args.unfreeze_wait)
     audit(ctx, "migrate", "unfrozen", tenant=args.tenant)
@@ -428,6 +480,15 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--retention-days", type=int, default=7)
     common(p)
     p.set_defaults(func=purge)
+
+    p = sub.add_parser("migrate-abandon", help="give up an unswitched migration: unfreeze, delete the tenant's "
+                       "rows from the target, release the CELL", description=__doc__)
+    p.add_argument("tenant", metavar="TENANT")
+    p.add_argument("--source-url", help="default: the URL the migration journal recorded")
+    p.add_argument("--target-url", help="default: the URL the migration journal recorded")
+    _unfreeze_options(p)
+    common(p)
+    p.set_defaults(func=abandon, lock_stack=False)
 
     p = sub.add_parser("migrate-unfreeze", help="lift a migration's write freeze (when its unfreeze met a lock)",
                        description=__doc__)
