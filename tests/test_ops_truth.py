@@ -405,3 +405,26 @@ def test_the_stamps_cli_takes_qualified_stack_names_too(tmp_path: Path, capsys: 
     assert plan["stack"] == "prod" and plan["resources"][0]["urn"].startswith("urn:pulumi:prod::stamps::")
     assert stamps_main(["capacity", "--project-dir", str(ROOT), "--stack", "acme/prod", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["stack"] == "prod"
+
+
+# --- 2. preflight, and rollback of what a run deployed ---------------------------------------------------------
+
+
+def test_an_error_after_a_release_step_was_deployed_rolls_the_canary_back(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Once `release --health-url '…/{nope}/…'` crashed after the 0 % step and left the canary in the stack."""
+    def probe(url: str) -> int:
+        raise RuntimeError("the health probe crashed")
+
+    ops = Ops(project)
+    before = ops.text()
+    assert ops("release", "1.5.0", "--cells", "retail", "--wait", "0", http_get=probe) == 1
+    err = capsys.readouterr().err
+    assert "rolled back after an error" in err and "this run deployed" in err
+    assert ops.text() == before, "the canary step and its rollback leave the file as it was"
+    events = [json.loads(x)["event"] for x in (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
+    assert events == ["step", "rolled-back"]
+    # A template error is found before anything is deployed.
+    assert ops("release", "1.5.0", "--cells", "retail", "--health-url", "https://x/{nope}/health") == 2
+    assert "--health-url: unknown placeholder {nope}" in capsys.readouterr().err
+    assert ops.text() == before
