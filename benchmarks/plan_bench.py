@@ -12,7 +12,8 @@ machine spreads over all variants alike; CPU time is what to compare on a shared
 - floor: the same marginal cost for plain `pulumi.CustomResource` registrations under the same mocks
   (benchmarks.floor: n = resources of S and of L, stock SDK), measured in the same run.
 - variants: every shortcut on (what `stamps plan` does), then each one switched off by its variable
-  (stamps/speedup.py), then all of them off (the stock SDK). M is planned for the default variant only.
+  (stamps/speedup.py), then the three plan-only shortcuts off (GC, stack capture, fast exit: what
+  `stamps plan` did before them), then all off (the stock SDK). M is planned for the default variant only.
 - `--against`: a plan of L diffed against the saved plan of M, as `stamps plan --against` does (whole
   process, and the diff plus its rendering alone, in-process).
 """
@@ -46,6 +47,9 @@ VARIANTS: dict[str, dict[str, str]] = {
     f"stock stack capture ({speedup.STACK_ENV_VAR}=0)": {speedup.STACK_ENV_VAR: _OFF},
     f"normal exit ({speedup.FAST_EXIT_ENV_VAR}=0)": {speedup.FAST_EXIT_ENV_VAR: _OFF},
     f"no alias speedup ({speedup.ENV_VAR}=0)": {speedup.ENV_VAR: _OFF},
+    "plan shortcuts off (the alias speedup only, as before)": {
+        var: _OFF for var in (speedup.GC_ENV_VAR, speedup.STACK_ENV_VAR, speedup.FAST_EXIT_ENV_VAR)
+    },
     "all off (stock SDK)": {
         var: _OFF for var in (speedup.ENV_VAR, speedup.GC_ENV_VAR, speedup.STACK_ENV_VAR, speedup.FAST_EXIT_ENV_VAR)
     },

@@ -656,8 +656,13 @@ class OfflineRunner:
             keep = _with_dependents({_resource_key(t) for t in targets}, everything)
             resources = [r for r in resources if (r.type, _resource_key(r.urn)[1]) in keep]
         counts = Counter(r.op for r in resources)
-        custom = sum(1 for r in after.resources if r.get("custom", True))
-        summary = {**counts, "same": max(custom - counts["create"] - counts["update"], 0)}
+        # The engine's count (as `stamps plan` prints it): every registration plus the stack; a new component
+        # is a change too.
+        before_keys = {(r["type"], r["name"]) for r in before.resources}
+        new_components = sum(1 for r in after.resources
+                             if not r.get("custom", True) and (r["type"], r["name"]) not in before_keys)
+        total = len(after.resources) + 1
+        summary = {**counts, "same": max(total - counts["create"] - counts["update"] - new_components, 0)}
         text_diff = unified_diff(self.baseline_text, after_text, self.stack_file.name)
         return RunResult(operation, self.stack_name, change_set, dict(summary), resources, text_diff,
                          dict(after.outputs) if operation == "offline-up" else {})

@@ -9,7 +9,9 @@ offline stand-in used when the stack itself is only planned offline: a JSON file
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
+import os
 from email.utils import formatdate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -124,6 +126,14 @@ class LocalTenantDirectory:
         return self._load().get(tenant_id)
 
     def upsert(self, record: dict[str, Any]) -> None:
-        data = self._load()
-        data[str(record["tenantId"])] = record
-        write_json_atomic(self.path, data)
+        # Read-modify-write under an exclusive flock on the directory that holds the file (the file itself is
+        # replaced by each write): concurrent onboardings, threads or processes, keep each other's records.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            data = self._load()
+            data[str(record["tenantId"])] = record
+            write_json_atomic(self.path, data)
+        finally:
+            os.close(fd)  # releases the lock

@@ -1,7 +1,7 @@
 """A log file per CLI run under `<project>/.stamps/logs/`, secrets redacted; `-v/--verbose` on the console.
 
-The log holds the command line, every log record at DEBUG (the Automation API's and the Azure SDK's
-included), the run's console output, the verdict and, for an unexpected error, its traceback, which the
+The log holds the command line, every log record at INFO (at DEBUG with `-v`: the Automation API's and the
+Azure SDK's included), the run's console output, the verdict and, for an unexpected error, its traceback, which the
 console never shows. Redaction runs on every line: `secure:` ciphertexts, URL query secrets (SAS `sig=`,
 `code=`, `key=`), bearer tokens, Slack webhook paths, and whatever the caller registers (`redactors`).
 Only the newest `KEEP` logs are kept.
@@ -9,6 +9,7 @@ Only the newest `KEEP` logs are kept.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import logging
@@ -49,6 +50,24 @@ class _Redacting(logging.Formatter):
         return redact(super().format(record), self.extra)
 
 
+class _OneLine(logging.Formatter):
+    """Warnings on the console without `-v`: the first line only (an Azure credential chain failure is a
+    13-line dump; the log file and `-v` keep it whole)."""
+
+    def __init__(self, extra: Sequence[Callable[[str], str]], where: str) -> None:
+        super().__init__("%(message)s")  # as Python prints a warning with no logging set up
+        self.extra, self.where = extra, where
+
+    def format(self, record: logging.LogRecord) -> str:
+        record = logging.makeLogRecord(record.__dict__)
+        record.exc_info = record.exc_text = None
+        record.stack_info = None
+        lines = record.getMessage().splitlines() or [""]
+        more = f" (+{len(lines) - 1} lines: {self.where})" if len(lines) > 1 else ""
+        record.msg, record.args = clip(lines[0].rstrip(), 1000) + more, None
+        return redact(super().format(record), self.extra)
+
+
 class RunLog:
     """One run's log file; `None` path when the run must write nothing (dry runs)."""
 
@@ -61,11 +80,14 @@ class RunLog:
         self._argv = list(argv)
         root = logging.getLogger()
         self._level = root.level
+        console = logging.StreamHandler()
+        console.addFilter(lambda r: r.name != "stamps.run")  # the run's own record is for the file
         if verbose:
-            console = logging.StreamHandler()
             console.setLevel(logging.DEBUG if verbose >= 2 else logging.INFO)
             console.setFormatter(_Redacting(self.redactors))
-            self._handlers.append(console)
+        else:
+            console.setLevel(logging.WARNING)
+        self._handlers.append(console)
         if log_dir is not None:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
             safe = re.sub(r"[^\w.-]", "_", f"{tool}-{command}")
@@ -80,18 +102,32 @@ class RunLog:
                 handler.setFormatter(_Redacting(self.redactors))
                 self._handlers.append(handler)
                 _prune(self.path.parent)
+        if not verbose:
+            where = f"see {self.path}" if self.path is not None else "re-run with -v"
+            console.setFormatter(_OneLine(self.redactors, where))
         for h in self._handlers:
             root.addHandler(h)
-        if self._handlers:
-            root.setLevel(logging.DEBUG)
+        # INFO by default (DEBUG from the SDKs is large and slow to write); -v: everything, in the file too.
+        root.setLevel(logging.DEBUG if verbose else logging.INFO)
         logging.getLogger("stamps.run").info("%s %s", tool, " ".join(clip(a, 500) for a in self._argv))
+        self._finished = False
+        # `stamps plan` may end the process with os._exit after the atexit handlers (stamps.speedup.exit_fast).
+        atexit.register(self._at_exit)
+
+    def _at_exit(self) -> None:
+        if not self._finished:
+            self.finish(0, error="(the process ended through the fast exit path)")
 
     def finish(self, code: int, console_text: str = "", error: str = "") -> None:
+        if self._finished:
+            return
+        self._finished = True
+        atexit.unregister(self._at_exit)
         log = logging.getLogger("stamps.run")
         if console_text:
-            log.debug("console output:\n%s", console_text.rstrip())
+            log.info("console output:\n%s", console_text.rstrip())
         if error:
-            log.debug("%s", error.rstrip())
+            log.info("%s", error.rstrip())
         log.info("exit %d", code)
         root = logging.getLogger()
         for h in self._handlers:

@@ -342,3 +342,31 @@ def test_api_management_can_undelete_its_soft_deleted_instance(stack_file: Stack
 
     plan = plan_stack(ROOT, "prod", stack_file(restore))
     assert plan.get("azure-native:apimanagement:ApiManagementService", "global-apim")["inputs"]["restore"] is True
+
+
+# --- regional hardening (AZURE_REVIEW S6, S7, S8) ----------------------------------------------------------------
+def test_blob_reads_writes_and_deletes_reach_the_workspace(prod_plan: Plan) -> None:
+    blob_logs = {d["inputs"]["resourceUri"].split("/storageAccounts/")[1].split("/")[0]
+                 for d in prod_plan.by_type("azure-native:monitor:DiagnosticSetting")
+                 if d["inputs"]["resourceUri"].endswith("/blobServices/default")
+                 and {c["category"] for c in d["inputs"]["logs"]} == {"StorageRead", "StorageWrite", "StorageDelete"}}
+    assert blob_logs == {s["inputs"]["accountName"] for s in prod_plan.by_type("azure-native:storage:StorageAccount")}
+
+
+def test_the_automation_account_is_reachable_over_private_endpoints(prod_plan: Plan) -> None:
+    for region in ("eastus", "westus"):
+        account = prod_plan.get("azure-native:automation:AutomationAccount", f"region-{region}-aa")["inputs"]
+        assert account["publicNetworkAccess"] is False
+        groups = {pe["inputs"]["privateLinkServiceConnections"][0]["groupIds"][0]
+                  for pe in prod_plan.by_type("azure-native:network:PrivateEndpoint")
+                  if "/automationAccounts/" in pe["inputs"]["privateLinkServiceConnections"][0]["privateLinkServiceId"]
+                  and pe["inputs"]["location"] == region}
+        assert groups == {"Webhook", "DSCAndHybridWorker"}
+    zones = {z["inputs"]["privateZoneName"] for z in prod_plan.by_type("azure-native:privatedns:PrivateZone")}
+    assert {"privatelink.azure-automation.net", "privatelink.documents.azure.com"} <= zones
+
+
+def test_the_waf_runs_the_current_default_rule_set(prod_plan: Plan) -> None:
+    for waf in prod_plan.by_type("azure-native:network:WebApplicationFirewallPolicy"):
+        sets = {(m["ruleSetType"], m["ruleSetVersion"]) for m in waf["inputs"]["managedRules"]["managedRuleSets"]}
+        assert ("Microsoft_DefaultRuleSet", "2.2") in sets and not any(t == "OWASP" for t, _ in sets)

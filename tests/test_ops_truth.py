@@ -23,6 +23,7 @@ import stamps.offline
 from ops.cli import main
 from ops.notify import DeliveryResult, Notifier
 from ops.runner import AutomationRunner, OfflineRunner
+from stamps.cli import build_parser as stamps_parser
 from tests.conftest import ROOT, cached_plan
 from tests.test_ops_playbooks import Health, Ops
 from tests.test_runner import FakePulumi
@@ -34,10 +35,15 @@ FAILOVER = ("failover", "--region", "eastus", "--force", "--accept-unprotected",
 FAILED_OVER = "servingFrom: dr"  # what the stack file says once eastus serves from its DR region
 
 
+# The `stamps` commands bind `plan_stack` when first imported: import them before any test patches it.
+stamps_parser()
+
+
 @pytest.fixture(autouse=True)
 def _cached_offline_plans(monkeypatch: pytest.MonkeyPatch) -> None:
     # Target URNs come from an offline plan of each config; plan each distinct config once per session.
-    monkeypatch.setattr(stamps.offline, "plan_stack", cached_plan)
+    monkeypatch.setattr(stamps.offline, "plan_stack",
+                        lambda project_dir, stack, config_file=None, **_: cached_plan(project_dir, stack, config_file))
 
 
 def automation(project: Path, fake: FakePulumi, *argv: str, **seams: Any) -> int:
@@ -216,6 +222,8 @@ DRY_RUNS = [
     ("release", "1.5.0", "--cells", "retail", "--rollback"),
     ("scale", "--simulate", "retail:cpu=95,sql=88"),
     ("incident", "classify", "--scope", "cells", "--cells", "2"),
+    ("migrate", "fintech-scale", "--to", "dedicated", "--source-url", "sqlite:////nonexistent/shared.db",
+     "--target-url", "sqlite:////nonexistent/dedicated.db"),
 ]
 
 
@@ -322,3 +330,101 @@ def test_unknown_or_malformed_stack_exits_2_naming_stack(project: Path, name: st
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert Ops(project)("isolate", "retail", "--reason", "x", "--stack", name) == 2
     assert message in capsys.readouterr().err
+
+
+def _upserts(path: str, start: int, count: int) -> None:
+    from ops.tenant_directory import LocalTenantDirectory
+
+    directory = LocalTenantDirectory(Path(path))
+    for i in range(start, start + count):
+        directory.upsert({"tenantId": f"t{i}", "cellName": "retail"})
+
+
+def test_concurrent_directory_updates_are_all_kept(tmp_path: Path) -> None:
+    """The offline tenant directory once lost 112 of 300 concurrent updates (read-modify-write races)."""
+    import multiprocessing
+    import threading
+
+    path = tmp_path / "directory-prod.json"
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_upserts, args=(str(path), n * 75, 75)) for n in range(2)]
+    threads = [threading.Thread(target=_upserts, args=(str(path), 150 + n * 75, 75)) for n in range(2)]
+    for w in [*procs, *threads]:
+        w.start()
+    for w in [*procs, *threads]:
+        w.join(timeout=120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert len(json.loads(path.read_text())) == 300
+
+
+PACK = '''
+from pulumi_policy import EnforcementLevel, PolicyPack, ResourceValidationPolicy
+
+
+def no_scale_to_zero(args, report_violation):
+    if args.resource_type == "azure-native:app:ContainerApp":
+        scale = (args.props.get("template") or {}).get("scale") or {}
+        if scale.get("minReplicas") == 0:
+            report_violation("a CELL app may not scale to zero")
+
+
+PolicyPack("test-pack", enforcement_level=EnforcementLevel.MANDATORY, policies=[
+    ResourceValidationPolicy(name="no-scale-to-zero", description="CELL apps keep a replica",
+                             validate=no_scale_to_zero),
+])
+'''
+
+
+def test_a_mandatory_policy_violation_refuses_the_playbook_with_exit_3_and_changes_nothing(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Isolating a CELL scales its app to zero; a pack that forbids that refuses the update before `up`."""
+    pack = project / "policy"
+    pack.mkdir()
+    (pack / "PulumiPolicy.yaml").write_text("runtime: python\nversion: 0.0.1\n")
+    (pack / "__main__.py").write_text(PACK)
+    before = tree(project)
+    fake = FakePulumi()
+    assert automation(project, fake, "isolate", "retail", "--reason", "x") == 3
+    err = capsys.readouterr().err
+    assert "refused by policy" in err and "no-scale-to-zero" in err
+    assert ups(fake) == [] and tree(project, skip=(".stamps/logs", ".stamps/locks")) == \
+        {k: v for k, v in before.items()}
+    # The dry run runs the pack too; --no-policy skips the offline check (the CLI still enforces its packs).
+    assert Ops(project)("isolate", "retail", "--reason", "x", "--dry-run") == 3
+    assert automation(project, fake, "isolate", "retail", "--reason", "x", "--no-policy") == 0
+    assert len(ups(fake)) == 1 and "--policy-pack" not in ups(fake)[0]
+
+
+def test_the_stamps_cli_takes_qualified_stack_names_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from stamps.cli import main as stamps_main
+
+    out = tmp_path / "plan.json"
+    assert stamps_main(["plan", "--project-dir", str(ROOT), "--stack", "acme/stamps/prod", "--quiet",
+                        "--out", str(out)]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["stack"] == "prod" and plan["resources"][0]["urn"].startswith("urn:pulumi:prod::stamps::")
+    assert stamps_main(["capacity", "--project-dir", str(ROOT), "--stack", "acme/prod", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stack"] == "prod"
+
+
+# --- 2. preflight, and rollback of what a run deployed ---------------------------------------------------------
+
+
+def test_an_error_after_a_release_step_was_deployed_rolls_the_canary_back(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Once `release --health-url '…/{nope}/…'` crashed after the 0 % step and left the canary in the stack."""
+    def probe(url: str) -> int:
+        raise RuntimeError("the health probe crashed")
+
+    ops = Ops(project)
+    before = ops.text()
+    assert ops("release", "1.5.0", "--cells", "retail", "--wait", "0", http_get=probe) == 1
+    err = capsys.readouterr().err
+    assert "rolled back after an error" in err and "this run deployed" in err
+    assert ops.text() == before, "the canary step and its rollback leave the file as it was"
+    events = [json.loads(x)["event"] for x in (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
+    assert events == ["step", "rolled-back"]
+    # A template error is found before anything is deployed.
+    assert ops("release", "1.5.0", "--cells", "retail", "--health-url", "https://x/{nope}/health") == 2
+    assert "--health-url: unknown placeholder {nope}" in capsys.readouterr().err
+    assert ops.text() == before

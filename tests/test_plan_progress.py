@@ -24,7 +24,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def _run_on_pty(args: list[str]) -> tuple[int, str]:
+def _run_on_pty(args: list[str]) -> str:
     master, slave = pty.openpty()
     env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, *args], cwd=REPO, env=env, stdin=subprocess.DEVNULL,
@@ -42,7 +42,7 @@ def _run_on_pty(args: list[str]) -> tuple[int, str]:
     os.close(master)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err.decode()
-    return proc.returncode, b"".join(chunks).decode()
+    return b"".join(chunks).decode()
 
 
 def _run_piped(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -51,7 +51,7 @@ def _run_piped(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 
 def test_progress_line_on_a_terminal_is_drawn_then_erased() -> None:
-    _, out = _run_on_pty(["plan", "--no-tree"])
+    out = _run_on_pty(["plan", "--no-tree"])
     assert "planning prod: " in out and " resources registered" in out
     # The last draw carries the final count; the line is erased before the plan's own output.
     drawn, _, after = out.rpartition("\x1b[K")
@@ -66,7 +66,7 @@ def test_progress_line_names_each_stack_when_several_are_planned(tmp_path: Path)
     prod = REPO / "Pulumi.prod.yaml"
     copy = tmp_path / "Pulumi.copy.yaml"
     copy.write_text(prod.read_text())
-    _, out = _run_on_pty(["plan", "--no-tree", "--config-file", str(prod), "--config-file", str(copy)])
+    out = _run_on_pty(["plan", "--no-tree", "--config-file", str(prod), "--config-file", str(copy)])
     assert "planning Pulumi.prod.yaml (1/2): " in out
     assert "planning Pulumi.copy.yaml (2/2): " in out
 
@@ -79,5 +79,5 @@ def test_nothing_extra_when_stdout_is_not_a_terminal() -> None:
 
 
 def test_quiet_prints_no_progress_even_on_a_terminal() -> None:
-    _, out = _run_on_pty(["plan", "--quiet"])
+    out = _run_on_pty(["plan", "--quiet"])
     assert out == ""

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
                 console.print(tree(plan))
             console.print(summary(plan))
         if earlier is not None:
-            print_diff(diff_plans(earlier, plan), console)
+            print_diff(diff_plans(earlier, plan), console, earlier=earlier, plan=plan, against=str(args.against))
     if args.out and not args.quiet:
         console.print(f"plan written to {args.out}")
     if args.policy:

@@ -13,6 +13,7 @@ APIM gateway health, API usage per tenant".
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import pulumi_azure_native as azure
 from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
 from stamps.components.cell import Directory
 from stamps.components.regional import health_path
-from stamps.config.capabilities import zones_for
+from stamps.config.capabilities import environment_quota_warnings, zones_for
 from stamps.environment import Environment
 
 # The tenants container, as a Cosmos DB data-plane role scope.
@@ -198,7 +199,8 @@ class Global(StampsComponent):
 
 
 def _warn_reserved_names(env: Environment) -> None:
-    """At preview: the deterministic names that Azure keeps reserved after a destroy, and the way out.
+    """At preview: Container Apps environment quotas the plan exceeds, the deterministic names that Azure keeps
+    reserved after a destroy, and the way out.
 
     A soft-deleted Key Vault with purge protection keeps its name for its retention (90 days here), API
     Management for 48 hours (https://learn.microsoft.com/azure/api-management/soft-delete); an `up` after a
@@ -206,6 +208,10 @@ def _warn_reserved_names(env: Environment) -> None:
     """
     if not pulumi.runtime.is_dry_run():
         return
+    # Each CELL instance has its own Container Apps environment; past the default quota the create fails.
+    per_region = Counter(i.region for i in env.instances)
+    for warning in environment_quota_warnings(dict(per_region)):
+        pulumi.log.warn(warning)
     n = env.naming
     vaults = ", ".join(n.key_vault(r) for r in env.deployed_regions)
     pulumi.log.warn(

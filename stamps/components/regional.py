@@ -50,7 +50,7 @@ def edge_rules(api_management_ips: pulumi.Input[list[str]]) -> list[azure.networ
             match_conditions=[cond("RemoteAddr", "IPMatch", ["0.0.0.0/0"])]),
     ]
 PRIVATE_ZONES = {"sql": "privatelink.database.windows.net", "blob": "privatelink.blob.core.windows.net",
-                 "automation": "privatelink.azure-automation.net"}
+                 "automation": "privatelink.azure-automation.net", "cosmos": "privatelink.documents.azure.com"}
 # Creating or updating a WAF_v2 gateway takes minutes to tens of minutes; give it room before giving up.
 APP_GATEWAY_TIMEOUTS = pulumi.CustomTimeouts(create="60m", update="60m", delete="60m")
 # Operators import and rotate the edge certificate in the regional vaults (RBAC-only vaults: no access policies).
@@ -188,6 +188,13 @@ class Region(StampsComponent):
         for group in ("Webhook", "DSCAndHybridWorker"):
             self.private_endpoint(f"aa-{group.lower()}", self.automation.id, group,
                                   subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]), zones["automation"],
+                                  rg, region, tags)
+        # The tenant directory admits only the operators' ranges over its public endpoint: the region's CELLs
+        # read it over a private endpoint (sub-resource "Sql" for the NoSQL API,
+        # https://learn.microsoft.com/azure/cosmos-db/how-to-configure-private-endpoints).
+        if shared.directory is not None:
+            self.private_endpoint("cosmos", shared.directory.account_id, "Sql",
+                                  subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]), zones["cosmos"],
                                   rg, region, tags)
 
         # --- CELLs of this region ----------------------------------------------------------------------
