@@ -202,7 +202,7 @@ def test_live_writer_and_sigkills_then_plain_reruns_converge_exactly(backend: st
         kills = 0
         with live_writer(source, d, seed) as stop:
             for _ in range(3):  # SIGKILL at random points of whatever step the child has reached
-                if _kill_after([source, target, str(journal), str(stop)], rnd.uniform(0.6, 4.0)) == -signal.SIGKILL:
+                if _kill_after([source, target, str(journal), str(stop)], rnd.uniform(0.5, 2.5)) == -signal.SIGKILL:
                     kills += 1
                 if stop.exists():
                     break

@@ -210,3 +210,28 @@ def test_sql_server_identity_is_server_name_plus_database_id() -> None:
     assert ident == identity_of(_FakeMssql("cell-sql-eus", 5, "tenant"))  # type: ignore[arg-type]
     assert ident != identity_of(_FakeMssql("cell-sql-eus", 6, "tenant"))  # type: ignore[arg-type]
     assert ident != identity_of(_FakeMssql("cell-sql-wus", 5, "tenant"))  # type: ignore[arg-type]
+
+
+def test_the_database_admits_one_tenant_even_when_two_migrations_start_together(tmp_path: Path) -> None:
+    """Both pass the content check on an empty target; the claim row in the target refuses the second."""
+    from ops.migration import PreflightError
+
+    source, target = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 't.db'}"
+    make_shared_db(source, rows=30)
+    first = TenantDataMover(source, target, TENANT, progress=False)
+    second = TenantDataMover(source, target, "startup", progress=False)
+    first.check_target_owned()
+    second.check_target_owned()  # the target is still empty: both would go ahead on content alone
+    first.prepare_target()
+    with pytest.raises(PreflightError, match=f"claimed by tenant {TENANT!r}"):
+        second.prepare_target()
+    first.bulk_copy()
+    assert tenant_rows(target, "startup") == {"accounts": [], "transfers": []}
+    first.clear_target(first.identities())  # abandoned: the tenant's rows and its claim go
+    assert tenant_rows(target) == {"accounts": [], "transfers": []}
+    second.prepare_target()
+    second.bulk_copy()
+    assert tenant_rows(target, "startup") == tenant_rows(source, "startup")
+    for m in (first, second):
+        m.source.dispose()
+        m.target.dispose()

@@ -74,6 +74,7 @@ from ops.migration.rows import Key, TableIO, is_raw_pair, uses_pg_copy
 from ops.migration.verify import TableVerification, VerificationReport, utcnow
 
 DEFAULT_BATCH_SIZE = 5000
+OWNER_TABLE = "stamps_dedicated_owner"  # in the target: which tenant the dedicated database is for
 _T = TypeVar("_T")
 Identities = tuple[DatabaseIdentity, DatabaseIdentity]  # (source, target)
 
@@ -266,6 +267,42 @@ class TenantDataMover:
                 "this tenant's own migration began"
             )
 
+    def _owner_table(self) -> sa.Table:
+        md = sa.MetaData(schema=self.schema)
+        return sa.Table(
+            OWNER_TABLE,
+            md,
+            sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("tenant_id", sa.String(200), nullable=False),
+            sa.CheckConstraint("slot = 1", name=f"ck_{OWNER_TABLE}_one_row"),
+        )
+
+    def claim_target(self) -> None:
+        """Write this tenant's claim into the target (one row, slot 1) or refuse another tenant's.
+
+        The database enforces "one tenant per dedicated database" even for two migrations that start
+        at the same moment (both pass the content check on an empty target): the second insert of
+        slot 1 fails its primary key, and that migration refuses before copying a row.
+        """
+        owner_table = self._owner_table()
+        owner = None
+        for _attempt in range(2):
+            try:
+                owner_table.create(self.target, checkfirst=True)
+                with self.target.begin() as conn:
+                    owner = conn.execute(sa.select(owner_table.c.tenant_id)).scalar()
+                    if owner is None:
+                        conn.execute(owner_table.insert().values(slot=1, tenant_id=str(self.tenant_id)))
+                        owner = str(self.tenant_id)
+                break
+            except sa.exc.DBAPIError:  # a concurrent claim (table or row) won: read what it wrote
+                continue
+        if owner != str(self.tenant_id):
+            raise PreflightError(
+                f"the target {redact(self.target)} is claimed by tenant {owner!r} ({OWNER_TABLE}); a dedicated "
+                f"database admits one tenant. Abandon that migration first (stamps-ops migrate-abandon {owner})"
+            )
+
     def identities_match(self, expected: Identities) -> Identities:
         """Both identities, checked distinct and equal to ``expected`` (the journal's record)."""
         ids = self.identities()
@@ -275,6 +312,7 @@ class TenantDataMover:
     def prepare_target(self) -> list[str]:
         """Create missing tables in the target, check existing ones; returns created table names."""
         self.check_target_owned()
+        self.claim_target()
         created = ensure_target_schema(self.plan, self.target, self.source.dialect.name)
         self._io.clear()  # typed target tables must be re-reflected after DDL
         self._native_tables.clear()
@@ -975,6 +1013,10 @@ class TenantDataMover:
                 if len(keys) < self.batch_size:
                     break
             deleted[tp.fullname] = total
+        owner_table = self._owner_table()
+        if sa.inspect(self.target).has_table(OWNER_TABLE, schema=self.schema):
+            with self.target.begin() as conn:
+                conn.execute(owner_table.delete().where(owner_table.c.tenant_id == str(self.tenant_id)))
         return deleted
 
     # ------------------------------------------------------------------ sequences
