@@ -385,3 +385,17 @@ def test_csharp_literals_and_xml_escaping() -> None:
     root = ET.fromstring(xml)  # well-formed despite &&, < and quotes inside expressions
     assert "&&" in root.find("inbound/choose/when[2]").get("condition", "")  # type: ignore[union-attr]
     assert "&amp;&amp;" in xml
+
+
+def test_onboarding_a_shared_tenant_changes_two_objects_and_one_routing_value(prod_plan: Plan,
+                                                                              stack_file: Any) -> None:
+    """Issue 10's budget: nothing but the tenant's user and subscription and one routing value (no dashboards)."""
+    from stamps.offline import plan_stack
+    from tests.conftest import ROOT
+
+    plan = plan_stack(ROOT, "prod", stack_file(lambda c: c["stamps:tenants"].append(
+        {"id": "newco", "tier": "basic", "cell": "retail", "email": "it@newco.example"})))
+    diff = diff_plans(prod_plan, plan)
+    assert sorted(n for _, n in diff.creates) == ["tenants-sub-newco", "tenants-user-newco"]
+    assert [(u.name, u.paths) for u in diff.updates] == [("tenants-tenant-routing-0", ["value"])]
+    assert diff.deletes == []

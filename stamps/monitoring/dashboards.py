@@ -240,10 +240,13 @@ def cell_dashboard(name: str, kpis: KpiConfig, facts: CellFacts) -> Dashboard:
     def banner(ids: CellIds) -> str:
         state = "ISOLATED (no traffic, alerts disabled)" if facts.isolated else (
             "alerts disabled" if not facts.alerts_enabled else "in service")
-        tenants = ", ".join(facts.tenants) or "none yet"
+        # A shared CELL lists no tenants: onboarding must not rewrite two dashboards per tenant (its change stays
+        # two API Management objects and one routing value); `stamps capacity` and the directory list them.
+        tenants = (", ".join(facts.tenants) if facts.model == "dedicated" and facts.tenants else
+                   "`stamps capacity` (placement) and the tenant directory (Cosmos DB `globaldb/tenants`)")
         return "\n".join([
             f"## CELL {facts.cell} · {facts.region} · {facts.role}",
-            f"{facts.model} CELL · {len(facts.tenants)}/{facts.capacity} tenants · state: **{state}**",
+            f"{facts.model} CELL · capacity {facts.capacity} tenants · state: **{state}**",
             "",
             f"- **Tenants**: {tenants}",
             f"- **Resources**: app `{_leaf(ids.app_id)}` · database `{_leaf(ids.database_id)}` ({facts.sql_sku}) "
