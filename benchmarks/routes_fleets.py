@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks.fleets import ROOT, write_fleet
-from stamps.commands.routes import _failed_over_file, _primaries
+from stamps.commands.routes import failed_over_file, primaries
 from stamps.offline import plan_stack
 from stamps.routes import check_routes
 
@@ -33,8 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         for size in [s.strip().upper() for s in args.sizes.split(",") if s.strip()]:
             stack = "prod" if size == "S" else f"fleet-{size.lower()}"
             config = ROOT / "Pulumi.prod.yaml" if size == "S" else write_fleet(size, work)
-            for state in [[], *([p] for p in _primaries(config))]:
-                cfg = _failed_over_file(config, state) if state else config
+            for state in [[], *([p] for p in primaries(config))]:
+                cfg = failed_over_file(config, state) if state else config
                 t0 = time.perf_counter()
                 plan = plan_stack(work, stack, cfg)
                 t1 = time.perf_counter()

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from stamps.config.model import ID_PATTERN
 
 SUBSCRIPTION_PREFIX = "tenant-"
+APIM_STATUS_PATH = "/status-0123456789abcdef"  # API Management's own gateway health endpoint
 ROUTING_NAMED_VALUE = "tenant-routing"
 FRONT_DOOR_ID_NAMED_VALUE = "front-door-id"
 BACKEND_PREFIX = "cell-"

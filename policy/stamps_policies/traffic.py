@@ -14,9 +14,9 @@ from typing import Any
 from pulumi_policy import ReportViolation, StackValidationArgs, StackValidationPolicy
 from pulumi_policy.proxy import UnknownValueError
 
-from ._common import ADVISORY, CONTAINER_APP, MANDATORY, safe_tags
+from stamps.offline.plan import UNKNOWN as UNKNOWN_MARK  # the plan's marker for a value not known yet
 
-UNKNOWN_MARK = "[unknown]"  # what the offline plan writes for a value the engine does not know yet
+from ._common import ADVISORY, CONTAINER_APP, MANDATORY, safe_tags
 
 
 def plain(value: Any) -> Any:

@@ -28,7 +28,7 @@ EXIT_ROUTES = 4
 TENANT_ROWS = 40
 
 
-def _failed_over_file(config_file: Path, regions: list[str]) -> Path:
+def failed_over_file(config_file: Path, regions: list[str]) -> Path:
     """A copy of the stack file with `servingFrom: dr` on the given primary regions (what failover writes)."""
     doc = yaml.safe_load(config_file.read_text()) or {}
     cfg = doc.get("config") or {}
@@ -45,7 +45,7 @@ def _failed_over_file(config_file: Path, regions: list[str]) -> Path:
     return tmp
 
 
-def _primaries(config_file: Path) -> list[str]:
+def primaries(config_file: Path) -> list[str]:
     doc = yaml.safe_load(config_file.read_text()) or {}
     return [r["name"] for r in (doc.get("config") or {}).get("stamps:regions") or []
             if isinstance(r, dict) and r.get("role") == "primary"]
@@ -102,9 +102,9 @@ def run(args: argparse.Namespace) -> int:
         config_file = Path(args.config_file) if args.config_file else project_dir / f"Pulumi.{stack}.yaml"
         if not config_file.is_file():
             raise UsageError(f"--config-file: {config_file} does not exist")
-        states = [failed] + ([[p] for p in _primaries(config_file)] if args.each_failover else [])
+        states = [failed] + ([[p] for p in primaries(config_file)] if args.each_failover else [])
         for state in states:
-            cfg = _failed_over_file(config_file, state) if state else config_file
+            cfg = failed_over_file(config_file, state) if state else config_file
             cases.append((f"{stack} ({config_file.name})", plan_stack(project_dir, stack, cfg), state))
     reports = [(title, _report(plan, state)) for title, plan, state in cases]
     if args.json:

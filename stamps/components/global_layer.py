@@ -20,6 +20,7 @@ from typing import Any
 import pulumi
 import pulumi_azure_native as azure
 
+from stamps.apim_policy import APIM_STATUS_PATH
 from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
 from stamps.components.cell import Directory
 from stamps.components.regional import health_path
@@ -220,7 +221,6 @@ def _warn_reserved_names(env: Environment) -> None:
         "stamps:nameSuffix, or stamps:apiManagement.restore: true within 48 hours (README: Rebuilding a stack)")
 
 
-APIM_STATUS_PATH = "/status-0123456789abcdef"  # API Management's own gateway health endpoint
 
 
 @dataclass(frozen=True)

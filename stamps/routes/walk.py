@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from stamps.apim_policy import APIM_STATUS_PATH, SUBSCRIPTION_PREFIX
+from stamps.offline.plan import UNKNOWN as UNKNOWN_MARK
 from stamps.routes.apim import TenantPolicy, backend_url, read_policy, routes_of, tenant_api
 from stamps.routes.gateway import GatewayResult, Request, evaluate, gateway_vnet, probe_of_pool
 from stamps.routes.index import (
@@ -31,9 +33,6 @@ from stamps.routes.index import (
     Resource,
 )
 
-APIM_STATUS_PATH = "/status-0123456789abcdef"
-UNKNOWN_MARK = "[unknown]"  # the plan's marker for a value not known yet (a real preview)
-SUBSCRIPTION_PREFIX = "tenant-"
 ERROR, WARNING = "error", "warning"
 
 
@@ -106,6 +105,9 @@ class Walker:
         self.primary_region = {_tag(a, "cell"): str(a["inputs"].get("location")) for a in self.index.of(APP)
                                if _tag(a, "role") == "primary"}
         self.has_standby = {_tag(a, "cell") for a in self.index.of(APP) if _tag(a, "role") == "standby"}
+        # The tenant API and its policy, read once: every check below asks where tenants go.
+        self.api = tenant_api(self.index)
+        self.policy = read_policy(self.index, self.api) if self.api else None
 
     def add(self, severity: str, code: str, message: str, *path: str) -> None:
         f = Finding(severity, code, message, tuple(path))
@@ -273,8 +275,7 @@ class Walker:
                           "; ".join(reached) or "nothing (WAF blocks)", health_only)
 
     def check_tenants(self) -> list[TenantRoute]:
-        api = tenant_api(self.index)
-        pol = read_policy(self.index, api) if api else None
+        api, pol = self.api, self.policy
         routing = routes_of(self.index, pol) if pol else {}
         placed = {str(k): str(v) for k, v in (self.index.outputs.get("tenantCells") or {}).items()}
         if pol is not None:
@@ -409,8 +410,7 @@ class Walker:
 
     def cells_behind(self, profile: Resource) -> set[str]:
         """The CELLs whose API Management backend host resolves to this profile."""
-        api = tenant_api(self.index)
-        pol = read_policy(self.index, api) if api else None
+        pol = self.policy
         out = set()
         for cell in self.primary_region:
             url, _ = backend_url(self.index, pol, cell) if pol else (None, None)
@@ -450,8 +450,7 @@ class Walker:
 
     def simulate_outage(self, profile: Resource, region: str, down: set[str]) -> None:
         """Walk the tenants of a downed region's CELLs: those without a standby are stranded (a warning)."""
-        api = tenant_api(self.index)
-        pol = read_policy(self.index, api) if api else None
+        pol = self.policy
         if pol is None:
             return
         cells = self.cells_behind(profile)
