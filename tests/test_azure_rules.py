@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from benchmarks.fleets import fleet_doc
-from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS
+from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS, ROLE_PROPAGATION, SLEEP_TYPE
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment
@@ -155,6 +155,12 @@ def test_each_gateway_waits_for_its_stored_certificate_and_its_role(prod_plan: P
         assert secret["inputs"]["vaultName"] == vault and secret["inputs"]["secretName"] == "stamps-edge"
         assert secret["inputs"]["properties"]["value"] == "[secret]"
         assert secret["inputs"]["properties"]["contentType"] == "application/x-pkcs12"
+        # The vault denies the deployer's network: the secret goes in through ARM (the control plane, which the
+        # firewall does not apply to), and nothing in the plan writes through the vault's data plane.
+        kv = prod_plan.get("azure-native:keyvault:Vault", f"region-{region}-kv")["inputs"]["properties"]
+        assert kv["networkAcls"]["defaultAction"] == "Deny"
+        assert secret["type"] == "azure-native:keyvault:Secret"
+        assert not [r for r in prod_plan.custom() if r["type"].startswith("azure:keyvault/")]
         assert agw["inputs"]["sslCertificates"][0]["keyVaultSecretId"] == \
             f"https://{vault}.vault.azure.net/secrets/stamps-edge"
         roles = _depends_on(prod_plan, agw, "azure-native:authorization:RoleAssignment")
@@ -273,7 +279,69 @@ def test_every_app_sends_telemetry_with_entra_auth(prod_plan: Plan) -> None:
     for app in prod_plan.by_type("azure-native:app:ContainerApp"):
         env = {e["name"]: e["value"] for e in app["inputs"]["template"]["containers"][0]["env"]}
         assert env["APPLICATIONINSIGHTS_CONNECTION_STRING"].startswith("InstrumentationKey=")
-        assert env["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
+        # A user-assigned identity is named by its client id (azure-monitor/app/azure-ad-authentication).
+        (identity,) = _identities(prod_plan, app)
+        assert env["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == f"Authorization=AAD;ClientId={identity['clientId']}"
+        assert env["AZURE_CLIENT_ID"] == identity["clientId"]
+
+
+def _identities(plan: Plan, consumer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The user-assigned identities a resource runs as, with the ids Azure gave them."""
+    ids = set((consumer["inputs"].get("identity") or {}).get("userAssignedIdentities") or [])
+    return [{**r["inputs"], "urn": r["urn"], "id": _mock_id(r), "clientId": _mock(r, "client"),
+             "principalId": _mock(r, "principal")}
+            for r in plan.by_type("azure-native:managedidentity:UserAssignedIdentity") if _mock_id(r) in ids]
+
+
+def _mock_id(r: dict[str, Any]) -> str:
+    from stamps.offline.mocks import ARM_IDS, SUBSCRIPTION_ID
+
+    return ARM_IDS[r["type"]].format(sub=SUBSCRIPTION_ID, **r["inputs"])
+
+
+def _mock(r: dict[str, Any], what: str) -> str:
+    from stamps.offline.mocks import _uuid
+
+    return _uuid(_mock_id(r), what)
+
+
+# --- role propagation: every consumer of a fresh role waits for it ------------------------------------------------
+def _role_consumers(plan: Plan) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each resource that uses a data-plane role when it is created, with those roles: a gateway its Key Vault
+    role (granted to its identity), an app every role granted to the identity it runs as."""
+    roles = plan.by_type("azure-native:authorization:RoleAssignment") + \
+        plan.by_type("azure-native:cosmosdb:SqlResourceSqlRoleAssignment")
+    out = []
+    for consumer in plan.by_type("azure-native:network:ApplicationGateway") + \
+            plan.by_type("azure-native:app:ContainerApp"):
+        principals = {i["principalId"] for i in _identities(plan, consumer)}
+        assert principals, f"{consumer['name']} runs as no user-assigned identity"
+        out.append((consumer, [r for r in roles if r["inputs"]["principalId"] in principals]))
+    return out
+
+
+def test_every_consumer_of_a_fresh_role_waits_for_its_propagation(prod_plan: Plan, stack_file: StackFile) -> None:
+    def fail_over(cfg: dict[str, Any]) -> None:
+        cfg["stamps:regions"][0]["servingFrom"] = "dr"
+
+    for plan in (prod_plan, plan_stack(ROOT, "prod", stack_file(fail_over))):
+        sleeps = {s["urn"]: s for s in plan.by_type(SLEEP_TYPE)}
+        consumers = _role_consumers(plan)
+        assert len(consumers) == 2 + 7  # two gateways, seven CELL apps
+        for consumer, roles in consumers:
+            kinds = {r["inputs"]["roleDefinitionId"].rsplit("/", 1)[-1] for r in roles}
+            if consumer["type"].endswith("ApplicationGateway"):
+                assert kinds == {ROLE_IDS["Key Vault Secrets User"]}
+            else:
+                assert kinds == {ROLE_IDS["Storage Blob Data Contributor"], ROLE_IDS["Monitoring Metrics Publisher"],
+                                 COSMOS_ROLE_IDS["Cosmos DB Built-in Data Reader"]}
+            waits = [sleeps[u] for u in consumer["dependencies"] if u in sleeps]
+            for role in roles:
+                # Azure: "up to 10 minutes for changes to take effect" (RBAC troubleshooting).
+                assert any(role["urn"] in w["dependencies"] and w["inputs"]["createDuration"] == ROLE_PROPAGATION
+                           and _mock_id(role) in w["inputs"]["triggers"].values() for w in waits), \
+                    (consumer["name"], role["name"])
+    assert ROLE_PROPAGATION == "10m"
 
 
 # --- 5. data protection ------------------------------------------------------------------------------------------
@@ -310,7 +378,9 @@ def test_geo_replicated_cells_keep_geo_redundant_blobs_with_point_in_time_restor
         i = blob["inputs"]
         assert i["isVersioningEnabled"] and i["changeFeed"]["enabled"] and i["restorePolicy"]["enabled"]
         assert i["restorePolicy"]["days"] < i["deleteRetentionPolicy"]["days"]
-    assert len(prod_plan.by_type("azure-native:storage:BlobServiceProperties")) == 7
+    # One account per primary CELL: a standby keeps none of its own (it uses its primary's, see below).
+    assert len(prod_plan.by_type("azure-native:storage:BlobServiceProperties")) == 4
+    assert len(prod_plan.by_type("azure-native:storage:StorageAccount")) == 4
 
 
 def test_the_banking_premium_database_is_zone_redundant(prod_plan: Plan) -> None:
@@ -370,3 +440,41 @@ def test_the_waf_runs_the_current_default_rule_set(prod_plan: Plan) -> None:
     for waf in prod_plan.by_type("azure-native:network:WebApplicationFirewallPolicy"):
         sets = {(m["ruleSetType"], m["ruleSetVersion"]) for m in waf["inputs"]["managedRules"]["managedRuleSets"]}
         assert ("Microsoft_DefaultRuleSet", "2.2") in sets and not any(t == "OWASP" for t, _ in sets)
+
+
+# --- a failover finds the CELL's blobs -------------------------------------------------------------------------------
+def test_after_a_failover_the_standby_app_uses_the_geo_replicated_account(stack_file: StackFile) -> None:
+    def fail_over(cfg: dict[str, Any]) -> None:
+        cfg["stamps:regions"][0]["servingFrom"] = "dr"
+
+    plan = plan_stack(ROOT, "prod", stack_file(fail_over))
+    accounts = {r["inputs"]["accountName"]: r for r in plan.by_type("azure-native:storage:StorageAccount")}
+    standbys = [a for a in plan.by_type("azure-native:app:ContainerApp")
+                if a["inputs"]["tags"]["role"] == "standby"]
+    assert len(standbys) == 3
+    for app in standbys:
+        inputs = app["inputs"]
+        cell, region = inputs["tags"]["cell"], inputs["location"]
+        env = {e["name"]: e["value"] for e in inputs["template"]["containers"][0]["env"]}
+        assert inputs["template"]["scale"]["minReplicas"] >= 1  # it serves now
+        # Its blobs are the primary's account: Azure replicates GZRS/GRS to the primary region's pair, and an
+        # account failover makes that copy the primary under the same name and endpoint.
+        name = env["STORAGE_BLOB_ENDPOINT"].removeprefix("https://").split(".")[0]
+        account = accounts[name]["inputs"]
+        assert account["tags"]["cell"] == cell and account["tags"]["role"] == "primary"
+        assert account["sku"]["name"] in ("Standard_GZRS", "Standard_GRS", "Standard_RAGZRS", "Standard_RAGRS")
+        assert cap.PAIRED_REGIONS[account["location"]] == region
+        account_id = _mock_id(accounts[name])
+        # The app's identity may use it (shared keys are off)...
+        (identity,) = _identities(plan, app)
+        assert any(r["inputs"]["scope"] == account_id and r["inputs"]["principalId"] == identity["principalId"]
+                   and r["inputs"]["roleDefinitionId"].endswith(ROLE_IDS["Storage Blob Data Contributor"])
+                   for r in plan.by_type("azure-native:authorization:RoleAssignment"))
+        # ...and reach it: the account has no public network access; a private endpoint in the DR region's network.
+        assert account["publicNetworkAccess"] == "Disabled"
+        assert any(pe["inputs"]["location"] == region and pe["inputs"]["privateLinkServiceConnections"][0] ==
+                   {"privateLinkServiceId": account_id, "groupIds": ["blob"],
+                    "name": pe["inputs"]["privateLinkServiceConnections"][0]["name"]}
+                   for pe in plan.by_type("azure-native:network:PrivateEndpoint"))
+    # No standby keeps an (empty) account of its own.
+    assert {a["inputs"]["tags"]["role"] for a in accounts.values()} == {"primary"}

@@ -88,8 +88,8 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "apim-tenant-header-override", "apim-tier-tenant-header", "cell-alerts", "cell-diagnostics",
         "dr-standby-region", "dedicated-tenant-isolation", "cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
-        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "zone-support",
-        "gateway-certificate-and-role",
+        "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "role-propagation-wait",
+        "zone-support", "gateway-certificate-and-role", "keyvault-writes-through-arm",
         "traffic-through-api-management", "cells-without-standby",
     }
     assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {

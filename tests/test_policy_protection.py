@@ -226,3 +226,72 @@ def test_gateway_certificate_violations(pack: PolicyPackProcess, broken: dict[st
     assert [n for n, _ in found["gateway-certificate-and-role"]] == ["agw"]
     assert fragment in found["gateway-certificate-and-role"][0][1]
 
+
+
+# --- role propagation -----------------------------------------------------------------------------------------------
+SLEEP = "time:index/sleep:Sleep"
+
+
+def waited_stack(*, gateway_wait: str | None = "10m", app_wait: str | None = "10m",
+                 system_assigned: bool = False) -> list[dict[str, Any]]:
+    """A gateway reading its certificate and an app with its roles, each behind a Sleep of the given duration."""
+    out = gateway_stack()
+    role = next(r for r in out if r["name"] == "agw-kv")
+    gw = out[-1]
+    if gateway_wait is not None:
+        wait = res(SLEEP, "agw-wait", {"createDuration": gateway_wait}, deps=(role["urn"],))
+        out.insert(-1, wait)
+        gw["dependencies"].append(wait["urn"])
+    identity = res(AN + "managedidentity:UserAssignedIdentity", "app-id", {"tags": GOOD_TAGS})
+    app_deps = [] if system_assigned else [identity["urn"]]
+    app = res(AN + "app:ContainerApp", "retail-eus-app", {"tags": cell_tags("retail", "eastus")}, deps=tuple(app_deps))
+    grantee = app["urn"] if system_assigned else identity["urn"]
+    roles = [res(AN + "authorization:RoleAssignment", "blob", {"roleDefinitionId": BLOB}, deps=(grantee,)),
+             res(AN + "cosmosdb:SqlResourceSqlRoleAssignment", "reader", {
+                 "roleDefinitionId": "/x/sqlRoleDefinitions/00000000-0000-0000-0000-000000000001"}, deps=(grantee,))]
+    out += [identity, *roles]
+    if app_wait is not None:
+        wait = res(SLEEP, "app-wait", {"createDuration": app_wait}, deps=tuple(r["urn"] for r in roles))
+        out.append(wait)
+        app["dependencies"].append(wait["urn"])
+    return [*out, app]
+
+
+def test_consumers_that_wait_for_their_roles_to_propagate_pass(pack: PolicyPackProcess) -> None:
+    assert "role-propagation-wait" not in analyze_stack(pack, waited_stack())
+    assert "role-propagation-wait" not in analyze_stack(pack, waited_stack(gateway_wait="1h", app_wait="9m60s"))
+
+
+@pytest.mark.parametrize(("broken", "name", "fragment"), [
+    ({"gateway_wait": None}, "agw", "does not wait for its Key Vault role agw-kv to propagate"),
+    ({"gateway_wait": "30s"}, "agw", "does not wait for its Key Vault role"),
+    ({"app_wait": None}, "retail-eus-app", "starts before its roles blob, reader have propagated"),
+    ({"app_wait": "5m"}, "retail-eus-app", "starts before its roles"),
+    ({"app_wait": "ten minutes"}, "retail-eus-app", "starts before its roles"),
+    ({"system_assigned": True}, "retail-eus-app", "granted to its system-assigned identity"),
+])
+def test_consumers_that_do_not_wait_for_propagation_fail(pack: PolicyPackProcess, broken: dict[str, Any], name: str,
+                                                         fragment: str) -> None:
+    found = analyze_stack(pack, waited_stack(**broken))
+    assert [n for n, _ in found["role-propagation-wait"]] == [name]
+    assert fragment in found["role-propagation-wait"][0][1]
+
+
+# --- writes into a firewalled vault ---------------------------------------------------------------------------------
+def vault_stack(writer: str, *, default_action: str = "Deny") -> list[dict[str, Any]]:
+    vault = res(AN + "keyvault:Vault", "kv", {"vaultName": "kv-prod-eus", "location": "eastus", "tags": GOOD_TAGS,
+                                              "properties": {"networkAcls": {"defaultAction": default_action}}})
+    return [vault, res(writer, "edge", {"name": "stamps-edge"}, deps=(vault["urn"],))]
+
+
+def test_a_secret_stored_through_arm_in_a_firewalled_vault_passes(pack: PolicyPackProcess) -> None:
+    assert "keyvault-writes-through-arm" not in analyze_stack(pack, vault_stack(AN + "keyvault:Secret"))
+    assert "keyvault-writes-through-arm" not in analyze_stack(
+        pack, vault_stack("azure:keyvault/secret:Secret", default_action="Allow"))
+
+
+@pytest.mark.parametrize("writer", ["azure:keyvault/secret:Secret", "azure:keyvault/certificate:Certificate"])
+def test_a_data_plane_write_into_a_firewalled_vault_fails(pack: PolicyPackProcess, writer: str) -> None:
+    found = analyze_stack(pack, vault_stack(writer))
+    assert [n for n, _ in found["keyvault-writes-through-arm"]] == ["edge"]
+    assert "ForbiddenByFirewall" in found["keyvault-writes-through-arm"][0][1]

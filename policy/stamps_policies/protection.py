@@ -2,7 +2,8 @@
 
 - Regions: zones, zone-redundant and geo-redundant storage only where the region offers them, read from the
   project's capability tables (stamps/config/capabilities.py, one Microsoft Learn source per table).
-- Identities: a gateway starts only after its Key Vault role exists; a certificate it references from a vault
+- Identities: a gateway starts only after its Key Vault role exists and has propagated (an app likewise after the
+  roles of its user-assigned identity); a certificate it references from a vault
   this stack creates is provisioned by this stack; every identity the program or `stamps-ops` uses holds the
   data-plane role it needs where key/local auth is off (Cosmos DB, Application Insights, Storage).
 - Data protection: SQL auditing into Log Analytics (server level, `master` diagnostic setting), Microsoft
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,6 +50,13 @@ ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
 KEY_VAULT = "azure-native:keyvault:Vault"
 KV_SECRET = "azure-native:keyvault:Secret"
 APP_INSIGHTS = "azure-native:applicationinsights:Component"
+USER_IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+# The pulumiverse `time` provider's Sleep: the documented way for a Pulumi program to wait between two resources.
+SLEEP = "time:index/sleep:Sleep"
+# "It can take up to 10 minutes for changes to take effect" after a role assignment
+# (learn.microsoft.com/azure/role-based-access-control/troubleshooting, "Role assignment changes are not being
+# detected"): a consumer created sooner is refused (LinkedAccessCheckFailed, 403 AuthorizationPermissionMismatch).
+ROLE_PROPAGATION_SECONDS = 600
 
 # Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles) and the Cosmos DB
 # data-plane contributor (learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
@@ -217,9 +226,85 @@ def _gateway_certificates(args: StackValidationArgs, report: ReportViolation) ->
                    gw.urn)
 
 
+def _identities_of(topo: Topology, consumer: Node) -> set[str]:
+    """The urns a consumer's roles are granted to: itself (system-assigned) and the user-assigned identities it
+    depends on."""
+    return {consumer.urn} | {i.urn for i in topo.of_type(USER_IDENTITY) if i.urn in consumer.deps}
+
+
+def _roles_of(topo: Topology, consumer: Node, *types: str) -> list[Node]:
+    """Role assignments (RBAC or Cosmos DB data plane) granted to the consumer's identities."""
+    mine = _identities_of(topo, consumer)
+    return [r for r in topo.of_type(*(types or (ROLE_ASSIGNMENT, COSMOS_SQL_ROLE))) if r.deps & mine]
+
+
+def _seconds(duration: Any) -> float:
+    """A Go duration (`10m`, `90s`, `1h30m`) in seconds; anything else is 0."""
+    if not isinstance(duration, str) or not re.fullmatch(r"(\d+(\.\d+)?(h|m|s|ms))+", duration):
+        return 0.0
+    unit = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * unit[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|ms|m|s)", duration))
+
+
+def _role_waits(args: StackValidationArgs, report: ReportViolation) -> None:
+    """A resource that uses a data-plane role when it is created waits for the role's propagation, not only its
+    creation: a gateway for its Key Vault role, an app for the roles of its identity."""
+    topo = Topology(args.resources)
+    sleeps = topo.of_type(SLEEP)
+
+    def waited(consumer: Node, role: Node) -> bool:
+        return any(s.urn in consumer.deps and role.urn in s.deps
+                   and _seconds(s.get("createDuration")) >= ROLE_PROPAGATION_SECONDS for s in sleeps)
+
+    for gw in topo.of_type(APP_GATEWAY):
+        for role in (r for r in topo.of_type(ROLE_ASSIGNMENT) if r.urn in gw.deps and _role_of(r) == KV_SECRETS_USER):
+            if not waited(gw, role):
+                report(f"gateway {gw.name} reads its certificate as soon as it is created but does not wait for its "
+                       f"Key Vault role {role.name} to propagate: depend on a {SLEEP} of at least "
+                       f"{ROLE_PROPAGATION_SECONDS // 60} minutes that depends on the role", gw.urn)
+    for app in topo.of_type(CONTAINER_APP):
+        roles = _roles_of(topo, app)
+        if any(app.urn in r.deps for r in roles):
+            report(f"Container App {app.name}: its roles are granted to its system-assigned identity, which exists "
+                   "only with the app, so its first revision starts before they apply: grant them to a user-assigned "
+                   "identity the app depends on", app.urn)
+            continue
+        late = [r.name for r in roles if not waited(app, r)]
+        if late:
+            report(f"Container App {app.name} starts before its roles {', '.join(sorted(late))} have propagated: "
+                   f"depend on a {SLEEP} of at least {ROLE_PROPAGATION_SECONDS // 60} minutes that depends on them",
+                   app.urn)
+
+
+# Types that write keys, secrets or certificates through a vault's data plane (https://<vault>.vault.azure.net), from
+# the deploying machine: the Azure Classic provider's Key Vault resources.
+VAULT_DATA_PLANE_WRITERS = ("azure:keyvault/secret:Secret", "azure:keyvault/certificate:Certificate",
+                            "azure:keyvault/key:Key")
+
+
+def _vault_writes(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Secrets go into a firewalled vault through ARM. "Key Vault firewalls and virtual network rules only apply to the
+    data plane ... control plane operations (... deployment of secrets or keys through ARM templates) are not
+    affected" (learn.microsoft.com/azure/key-vault/general/overview-vnet-service-endpoints): an ARM
+    `vaults/secrets` write (azure-native:keyvault:Secret) reaches a vault that denies the deployer, a data-plane
+    write from the deployer's address is refused (403 ForbiddenByFirewall)."""
+    topo = Topology(args.resources)
+    for vault in topo.of_type(KEY_VAULT):
+        props = vault.get("properties") or {}
+        closed = same(lookup(props, "networkAcls", "defaultAction"), "Deny") or \
+            same(lookup(props, "publicNetworkAccess"), "Disabled")
+        if not closed:
+            continue
+        for w in topo.of_type(*VAULT_DATA_PLANE_WRITERS):
+            if vault.urn in w.deps:
+                report(f"{w.type} {w.name} writes into vault {vault.get('vaultName')} through its data plane, which "
+                       "the vault's firewall denies to the deployer (403 ForbiddenByFirewall): store it with "
+                       "azure-native:keyvault:Secret, an ARM control-plane write the firewall does not apply to",
+                       w.urn)
+
+
 def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> None:
     topo = Topology(args.resources)
-    roles = topo.of_type(ROLE_ASSIGNMENT)
     for account in topo.of_type(COSMOS_ACCOUNT):
         if account.get("disableLocalAuth") is not True:
             continue
@@ -230,7 +315,7 @@ def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> Non
                    "Contributor role: stamps-ops directory writes get 403 (set stamps:operators)", account.urn)
     telemetry = any(c.get("disableLocalAuth") is True for c in topo.of_type(APP_INSIGHTS))
     for app in topo.of_type(CONTAINER_APP):
-        granted = {_role_of(r) for r in roles if app.urn in r.deps}
+        granted = {_role_of(r) for r in _roles_of(topo, app, ROLE_ASSIGNMENT)}
         if STORAGE_BLOB_DATA_CONTRIBUTOR not in granted and app.tags.get("cell"):
             report(f"Container App {app.name} has no Storage Blob Data Contributor role: its storage has shared keys "
                    "off, so the app cannot read or write its blobs", app.urn)
@@ -271,6 +356,14 @@ def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
             description="Gateway certificates in this stack's vaults are provisioned; the gateway waits for them "
                         "and for its Key Vault role.",
             validate=_gateway_certificates, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="keyvault-writes-through-arm",
+            description="Secrets and certificates go into a firewalled Key Vault through ARM, not its data plane.",
+            validate=_vault_writes, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="role-propagation-wait",
+            description="A gateway or app that uses a data-plane role at creation waits for the role to propagate.",
+            validate=_role_waits, enforcement_level=MANDATORY),
         StackValidationPolicy(
             name="data-plane-roles",
             description="Every identity the program or stamps-ops uses holds its data-plane role where keys are off.",

@@ -11,6 +11,7 @@ import uuid
 
 import pulumi
 import pulumi_azure_native as azure
+import pulumiverse_time as time
 
 # Per type: (send the allLogs category group?, metric categories). Types absent here publish no
 # diagnostics (resource groups, alert rules, dashboards, API Management sub-resources...).
@@ -44,6 +45,13 @@ ROLE_IDS = {
     # https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
+
+# A role assignment exists as soon as ARM answers, but Azure RBAC applies it only after ARM's caches refresh: "it can
+# take up to 10 minutes for changes to take effect" (learn.microsoft.com/azure/role-based-access-control/
+# troubleshooting, "Role assignment changes are not being detected"). A resource that uses a data-plane role when it
+# is created (a gateway reading its certificate, an app starting with its identity) waits this long after the grant.
+ROLE_PROPAGATION = "10m"
+SLEEP_TYPE = "time:index/sleep:Sleep"
 
 # Cosmos DB data-plane roles are not Azure RBAC roles: they are granted with sqlRoleAssignments on the account
 # (https://learn.microsoft.com/azure/cosmos-db/nosql/security/reference-data-plane-roles).
@@ -107,6 +115,19 @@ class StampsComponent(pulumi.ComponentResource):
             principal_type=principal_type,
             role_definition_id=role_id,
             opts=self.opts(),
+        )
+
+    def propagation_wait(self, suffix: str, roles: list[pulumi.CustomResource]) -> time.Sleep:
+        """A wait of ROLE_PROPAGATION after `roles` are created, for the resource that uses them to depend on.
+
+        The pulumiverse `time` provider's Sleep runs at creation and again whenever a trigger changes: each role's
+        id is a trigger, so a new or replaced grant is waited for again (and an unchanged one never twice).
+        """
+        return time.Sleep(
+            self.child(suffix),
+            create_duration=ROLE_PROPAGATION,
+            triggers={f"role{i}": r.id for i, r in enumerate(roles)},
+            opts=self.opts(depends_on=roles),
         )
 
     def private_endpoint(self, what: str, target_id: pulumi.Input[str], group: str,

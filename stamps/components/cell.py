@@ -13,7 +13,7 @@ Shared CELLs hold many tenants (row-level tenant column), dedicated CELLs exactl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -58,6 +58,9 @@ class Shared:
     app_insights_connection_string: pulumi.Input[str] | None = None
     # The tenant directory (Cosmos DB, key auth disabled): CELL apps read it with a data-plane role.
     directory: Directory | None = None
+    # Each primary CELL's storage account, filled in as primaries are declared (before their standbys): a standby
+    # keeps no blobs of its own, it uses its primary's geo-redundant account (see Cell._blob_storage).
+    primary_storage: dict[str, azure.storage.StorageAccount] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,16 @@ class Directory:
     container_scope: str  # data-plane scope of the tenants container: /dbs/<db>/colls/<container>
 
 
-def container_template(inst: CellInstance, app: AppConfig, version: str,
-                       telemetry: pulumi.Input[str] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Runtime:
+    """What the app is told about its surroundings: its identity and where its blobs are."""
+
+    client_id: pulumi.Input[str]
+    blob_endpoint: pulumi.Input[str]
+    telemetry: pulumi.Input[str] | None
+
+
+def container_template(inst: CellInstance, app: AppConfig, version: str, runtime: Runtime) -> dict[str, Any]:
     """The CELL app's revision template as data: what the Container App deploys and what its suffix hashes.
 
     One function for both, so the suffix changes exactly when the template does (scale on failover, isolation,
@@ -80,13 +91,21 @@ def container_template(inst: CellInstance, app: AppConfig, version: str,
     # An image given with a tag is pinned (e.g. a sample with only `latest`); otherwise the version is the tag.
     last = app.image.rsplit("/", 1)[-1]
     image = app.image if ":" in last else f"{app.image}:{version}"
-    env = [("CELL_NAME", inst.name), ("CELL_ROLE", inst.role), ("TENANCY_MODEL", inst.model),
-           ("APP_VERSION", version)]
-    if telemetry is not None:
+    env: list[tuple[str, pulumi.Input[str]]] = [
+        ("CELL_NAME", inst.name), ("CELL_ROLE", inst.role), ("TENANCY_MODEL", inst.model), ("APP_VERSION", version),
+        # DefaultAzureCredential picks the user-assigned identity named by AZURE_CLIENT_ID (azure-identity).
+        ("AZURE_CLIENT_ID", runtime.client_id),
+        # The CELL's blobs: the primary's geo-redundant account, for a standby too; after a storage account
+        # failover the same endpoint answers from the secondary region (Cell._blob_storage).
+        ("STORAGE_BLOB_ENDPOINT", runtime.blob_endpoint),
+    ]
+    if runtime.telemetry is not None:
         # Entra-authenticated ingestion (local auth is disabled): the SDK reads the connection string and
-        # authenticates with the app's managed identity (Monitoring Metrics Publisher on the component).
-        env += [("APPLICATIONINSIGHTS_CONNECTION_STRING", telemetry),
-                ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING", "Authorization=AAD")]
+        # authenticates with the user-assigned identity given by ClientId (Monitoring Metrics Publisher on the
+        # component): learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication.
+        env += [("APPLICATIONINSIGHTS_CONNECTION_STRING", runtime.telemetry),
+                ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+                 pulumi.Output.concat("Authorization=AAD;ClientId=", runtime.client_id))]
     return {
         "image": image,
         "cpu": cfg.cpu,
@@ -103,7 +122,8 @@ def container_template(inst: CellInstance, app: AppConfig, version: str,
 
 
 def template_suffix(version: str, template: dict[str, Any]) -> pulumi.Output[str]:
-    """The revision suffix of a template; an Output because the template holds the telemetry connection string."""
+    """The revision suffix of a template; an Output because the template holds computed values (the identity's
+    client id, the telemetry connection string)."""
     return pulumi.Output.from_input(template).apply(lambda t: revision_suffix(version, t))
 
 
@@ -152,9 +172,45 @@ class Cell(StampsComponent):
         self.diagnose(self.environment, shared.workspace_id)
         self._environment_dns(net, rg, tags)
 
-        version = cfg.canary.version if cfg.canary else cfg.version
-        template = container_template(inst, app, version, shared.app_insights_connection_string)
         app_name = n.container_app(inst.key)
+        # --- Identity, storage and the app's data-plane roles, propagated before the app starts ------------------
+        # A user-assigned identity exists before the app: its roles are granted, and have propagated, before the
+        # first revision starts. (A system-assigned one exists only with the app, whose first replicas would run
+        # without their roles; Container Apps recommends user-assigned identities for the same reason when pulling
+        # images: learn.microsoft.com/azure/container-apps/managed-identity-image-pull.)
+        self.identity = azure.managedidentity.UserAssignedIdentity(
+            self.child("app-id"), resource_name_=f"id-{app_name}", resource_group_name=rg, location=inst.region,
+            tags=tags, opts=self.opts(),
+        )
+        principal = self.identity.principal_id
+        self.storage = self._blob_storage(env, inst, rg, tags, shared, zoned)
+        roles: list[pulumi.CustomResource] = [
+            self.grant("app-blob-access", self.storage.id, principal, "Storage Blob Data Contributor",
+                       shared.subscription_id)]
+        if shared.app_insights_id is not None:
+            roles.append(self.grant("app-telemetry", shared.app_insights_id, principal, "Monitoring Metrics Publisher",
+                                    shared.subscription_id))
+        if shared.directory is not None:
+            d = shared.directory
+            roles.append(azure.cosmosdb.SqlResourceSqlRoleAssignment(
+                self.child("app-directory-read"),
+                account_name=d.account_name,
+                resource_group_name=d.resource_group_name,
+                role_assignment_id=pulumi.Output.all(d.account_id, principal).apply(
+                    lambda p: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p[0]}{d.container_scope}/{p[1]}/reader"))),
+                principal_id=principal,
+                role_definition_id=pulumi.Output.concat(
+                    d.account_id, "/sqlRoleDefinitions/", COSMOS_ROLE_IDS["Cosmos DB Built-in Data Reader"]),
+                scope=pulumi.Output.concat(d.account_id, d.container_scope),
+                opts=self.opts(),
+            ))
+        self.roles_wait = self.propagation_wait("app-roles-wait", roles)
+
+        version = cfg.canary.version if cfg.canary else cfg.version
+        runtime = Runtime(client_id=self.identity.client_id,
+                          blob_endpoint=self.storage.primary_endpoints.apply(lambda e: e.blob),
+                          telemetry=shared.app_insights_connection_string)
+        template = container_template(inst, app, version, runtime)
         self.revision_suffix = template_suffix(version, template)
         self.app = azure.app.ContainerApp(
             self.child("app"),
@@ -163,7 +219,8 @@ class Cell(StampsComponent):
             location=inst.region,
             managed_environment_id=self.environment.id,
             workload_profile_name="Consumption",
-            identity=azure.app.ManagedServiceIdentityArgs(type="SystemAssigned"),
+            identity=azure.app.ManagedServiceIdentityArgs(type="UserAssigned",
+                                                         user_assigned_identities=[self.identity.id]),
             configuration=azure.app.ConfigurationArgs(
                 active_revisions_mode="Multiple",
                 max_inactive_revisions=5,
@@ -172,7 +229,7 @@ class Cell(StampsComponent):
                     target_port=app.port,
                     transport="auto",
                     allow_insecure=False,
-                    traffic=self._traffic(inst, app_name, app, shared.app_insights_connection_string),
+                    traffic=self._traffic(inst, app_name, app, runtime),
                     # Isolation: deny every caller at the ingress as well, so nothing reaches a revision.
                     ip_security_restrictions=[
                         azure.app.IpSecurityRestrictionRuleArgs(
@@ -220,27 +277,9 @@ class Cell(StampsComponent):
             tags=tags | {"isolated-by": cfg.isolation.by, "isolated-at": cfg.isolation.at,
                          "isolation-reason": cfg.isolation.reason[:256]}
             if inst.isolated and cfg.isolation is not None else tags,
-            opts=self.opts(),
+            opts=self.opts(depends_on=[self.roles_wait]),
         )
         self.diagnose(self.app, shared.workspace_id)
-        principal = self.app.identity.apply(lambda i: i.principal_id if i else "")
-        if shared.app_insights_id is not None:
-            self.grant("app-telemetry", shared.app_insights_id, principal, "Monitoring Metrics Publisher",
-                       shared.subscription_id)
-        if shared.directory is not None:
-            d = shared.directory
-            azure.cosmosdb.SqlResourceSqlRoleAssignment(
-                self.child("app-directory-read"),
-                account_name=d.account_name,
-                resource_group_name=d.resource_group_name,
-                role_assignment_id=pulumi.Output.all(d.account_id, principal).apply(
-                    lambda p: str(uuid.uuid5(uuid.NAMESPACE_URL, f"{p[0]}{d.container_scope}/{p[1]}/reader"))),
-                principal_id=principal,
-                role_definition_id=pulumi.Output.concat(
-                    d.account_id, "/sqlRoleDefinitions/", COSMOS_ROLE_IDS["Cosmos DB Built-in Data Reader"]),
-                scope=pulumi.Output.concat(d.account_id, d.container_scope),
-                opts=self.opts(),
-            )
 
         # --- Azure SQL --------------------------------------------------------------------------------
         admins = env.config.sql_admins
@@ -283,55 +322,11 @@ class Cell(StampsComponent):
             for r in (cfg.restores if inst.role == "primary" else [])
         ]
 
-        # --- Storage -----------------------------------------------------------------------------------
-        # A primary whose database is geo-replicated keeps its blobs geo-redundant too (GZRS where the region
-        # has zones): a failover must find the blobs that go with the rows.
-        choice = storage_sku(inst.region, zone_redundant=zoned,
-                             geo=inst.role == "primary" and cfg.standby is not None)
-        self.storage = azure.storage.StorageAccount(
-            self.child("st"),
-            account_name=n.storage(inst.key),
-            resource_group_name=rg,
-            location=inst.region,
-            kind="StorageV2",
-            sku=azure.storage.SkuArgs(name=choice.sku),
-            enable_https_traffic_only=True,
-            minimum_tls_version="TLS1_2",
-            allow_blob_public_access=False,
-            allow_shared_key_access=False,
-            default_to_o_auth_authentication=True,
-            public_network_access="Disabled",
-            tags=tags,
-            opts=self.opts(),
-        )
-        self.diagnose(self.storage, shared.workspace_id)
-        # Versioning + change feed + soft delete are what point-in-time restore of blobs needs; restore stays a
-        # day shorter than soft delete (point-in-time-restore-manage).
-        blobs = azure.storage.BlobServiceProperties(
-            self.child("st-blob"),
-            account_name=self.storage.name,
-            resource_group_name=rg,
-            blob_services_name="default",
-            is_versioning_enabled=True,
-            change_feed=azure.storage.ChangeFeedArgs(enabled=True),
-            delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(enabled=True,
-                                                                            days=BLOB_SOFT_DELETE_DAYS),
-            container_delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(
-                enabled=True, days=BLOB_SOFT_DELETE_DAYS),
-            restore_policy=azure.storage.RestorePolicyPropertiesArgs(enabled=True, days=BLOB_RESTORE_DAYS),
-            opts=self.opts(),
-        )
-        # Read/write/delete logs of the blobs (the account-level setting carries only metrics).
-        self.diagnose(self.storage, shared.workspace_id, name=self.child("st-blob-diag"),
-                      resource_uri=pulumi.Output.concat(self.storage.id, "/blobServices/default"),
-                      log_categories=("StorageRead", "StorageWrite", "StorageDelete"), metrics=("Transaction",),
-                      depends_on=[blobs])
-        self.grant("app-blob-access", self.storage.id, principal, "Storage Blob Data Contributor",
-                   shared.subscription_id)
-
         # --- Private endpoints: the only network path to the CELL's data ---------------------------------
         self.private_endpoint("sql", self.sql_server.id, "sqlServer", net.endpoint_subnet_id, net.sql_dns_zone_id,
                                rg, inst.region, tags)
+        # A standby's endpoint reaches its primary's account from the DR region's network (private endpoints may
+        # sit in another region than their resource), registered in the DR region's privatelink.blob zone.
         self.private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
                                rg, inst.region, tags)
 
@@ -352,7 +347,7 @@ class Cell(StampsComponent):
 
     @staticmethod
     def _traffic(inst: CellInstance, app_name: str, app: AppConfig,
-                 telemetry: pulumi.Input[str] | None) -> list[azure.app.TrafficWeightArgs]:
+                 runtime: Runtime) -> list[azure.app.TrafficWeightArgs]:
         """Blue-green: the stable revision keeps the rest of the traffic while a canary takes its share.
 
         Both revisions are named by the one rule (revision_suffix of their template): the candidate's is the
@@ -363,7 +358,7 @@ class Cell(StampsComponent):
             return [azure.app.TrafficWeightArgs(latest_revision=True, weight=100, label="stable")]
 
         def name(version: str) -> pulumi.Output[str]:
-            suffix = template_suffix(version, container_template(inst, app, version, telemetry))
+            suffix = template_suffix(version, container_template(inst, app, version, runtime))
             return suffix.apply(lambda s: revision_name(app_name, s))
 
         weights = [
@@ -373,6 +368,71 @@ class Cell(StampsComponent):
                                         label="stable"),
         ]
         return [w for w in weights if w.weight or w.label == "stable"]  # type: ignore[attr-defined]
+
+    def _blob_storage(self, env: Environment, inst: CellInstance, rg: pulumi.Input[str], tags: dict[str, str],
+                      shared: Shared, zoned: bool) -> azure.storage.StorageAccount:
+        """The CELL's blobs: a primary's own account; a standby's is its primary's.
+
+        A standby keeps no account of its own (it would be empty on the day it takes over). A primary whose database
+        is geo-replicated keeps its blobs geo-redundant (GZRS where the region has zones, else GRS): Azure copies
+        them to the paired region, and on a regional outage a customer-managed account failover makes that copy
+        the primary, under the same account name and endpoints ("the secondary region becomes the new primary
+        region ... DNS entries are updated", learn.microsoft.com/azure/storage/common/storage-disaster-recovery-
+        guidance; POST .../storageAccounts/{name}/failover). A read-access secondary endpoint (RA-GZRS) would
+        serve reads only: the app writes, so the standby uses the account's primary endpoint, reached over its own
+        private endpoint, and the failover playbook fails the account over (ops/playbooks/failover.py).
+        """
+        n = env.naming
+        cfg = inst.cell
+        if inst.role == "standby":
+            primary = shared.primary_storage.get(inst.name)
+            if primary is None:
+                raise ValueError(f"standby CELL {inst.key} needs its primary's storage account")
+            return primary
+        choice = storage_sku(inst.region, zone_redundant=zoned, geo=cfg.standby is not None)
+        storage = azure.storage.StorageAccount(
+            self.child("st"),
+            account_name=n.storage(inst.key),
+            resource_group_name=rg,
+            location=inst.region,
+            kind="StorageV2",
+            sku=azure.storage.SkuArgs(name=choice.sku),
+            enable_https_traffic_only=True,
+            minimum_tls_version="TLS1_2",
+            allow_blob_public_access=False,
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            public_network_access="Disabled",
+            tags=tags,
+            # After an unplanned account failover Azure reports the account in the paired region, and LRS until
+            # geo-redundancy is re-enabled (which `up` then does by asking for the SKU above again); a location
+            # change can only be a replacement, and replacing this account would delete the CELL's blobs.
+            opts=self.opts(ignore_changes=["location"]),
+        )
+        shared.primary_storage[inst.name] = storage
+        self.diagnose(storage, shared.workspace_id)
+        # Versioning + change feed + soft delete are what point-in-time restore of blobs needs; restore stays a
+        # day shorter than soft delete (point-in-time-restore-manage).
+        blobs = azure.storage.BlobServiceProperties(
+            self.child("st-blob"),
+            account_name=storage.name,
+            resource_group_name=rg,
+            blob_services_name="default",
+            is_versioning_enabled=True,
+            change_feed=azure.storage.ChangeFeedArgs(enabled=True),
+            delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(enabled=True,
+                                                                            days=BLOB_SOFT_DELETE_DAYS),
+            container_delete_retention_policy=azure.storage.DeleteRetentionPolicyArgs(
+                enabled=True, days=BLOB_SOFT_DELETE_DAYS),
+            restore_policy=azure.storage.RestorePolicyPropertiesArgs(enabled=True, days=BLOB_RESTORE_DAYS),
+            opts=self.opts(),
+        )
+        # Read/write/delete logs of the blobs (the account-level setting carries only metrics).
+        self.diagnose(storage, shared.workspace_id, name=self.child("st-blob-diag"),
+                      resource_uri=pulumi.Output.concat(storage.id, "/blobServices/default"),
+                      log_categories=("StorageRead", "StorageWrite", "StorageDelete"), metrics=("Transaction",),
+                      depends_on=[blobs])
+        return storage
 
     def _audit_and_defend(self, shared: Shared) -> None:
         """Server-level SQL auditing into Log Analytics, and Microsoft Defender for SQL alerts.

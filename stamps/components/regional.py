@@ -240,6 +240,10 @@ class Region(StampsComponent):
         cert_vault = tls.key_vault_id or self.key_vault.id
         self.certificate: azure.keyvault.Secret | None = None
         if tls.key_vault_id is None:
+            # Stored through ARM (Microsoft.KeyVault/vaults/secrets), which the vault's firewall does not apply to:
+            # "control plane operations (... deployment of secrets or keys through ARM templates) are not affected"
+            # (learn.microsoft.com/azure/key-vault/general/overview-vnet-service-endpoints). A data-plane write from
+            # the deployer would be refused; the pack's keyvault-writes-through-arm rule keeps it that way.
             self.certificate = azure.keyvault.Secret(
                 self.child("edge-cert"),
                 vault_name=self.key_vault.name,
@@ -254,9 +258,11 @@ class Region(StampsComponent):
             for role in OPERATOR_VAULT_ROLES:
                 self.grant(f"kv-operator-{i}-{role.split()[2].lower()}", self.key_vault.id, op.object_id, role,
                            shared.subscription_id, principal_type=op.principal_type)
-        # The gateway's identity reads the certificate; RBAC grants apply with a delay, so the gateway waits for it.
+        # The gateway's identity reads the certificate when the gateway is created; RBAC grants apply minutes after
+        # they exist, so the gateway waits for the grant and then for its propagation.
         self.certificate_access = self.grant("agw-kv-access", cert_vault, self.identity.principal_id,
                                              "Key Vault Secrets User", shared.subscription_id)
+        self.certificate_access_wait = self.propagation_wait("agw-kv-access-wait", [self.certificate_access])
         self.waf_policy = azure.network.WebApplicationFirewallPolicy(
             self.child("waf"),
             policy_name=f"waf-{n.app_gateway(region)}",
@@ -362,7 +368,7 @@ class Region(StampsComponent):
                      if tls.key_vault_id is None else tls.secret_id())
         # It reads the certificate at creation: it waits for the secret and for its own role assignment
         # (ApplicationGatewayKeyVaultSecretException / LinkedAccessCheckFailed otherwise).
-        waits_for: list[pulumi.Resource] = [self.key_vault, self.certificate_access]
+        waits_for: list[pulumi.Resource] = [self.key_vault, self.certificate_access, self.certificate_access_wait]
         if self.certificate is not None:
             waits_for.append(self.certificate)
         return azure.network.ApplicationGateway(
