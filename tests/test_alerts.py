@@ -89,8 +89,11 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Plan:
 @pytest.mark.parametrize("key", CELLS)
 def test_every_cell_instance_has_its_own_alert_set(prod_plan: Plan, key: str) -> None:
     rules = children(prod_plan, "stamps:monitoring:AlertSet", f"monitoring-cell-{key}")
-    assert set(rules) == cell_rule_ids("dtu")
     cell, region = key.rsplit("-", 1)
+    standby = prod_plan.outputs["cells"][key]["role"] == "standby"
+    # A standby keeps no storage account: its blobs are its primary's, watched by the primary's alert set.
+    storage_rules = {r.id for r in catalog.rules_for("cell") if r.scope == "storage"}
+    assert storage_rules and set(rules) == cell_rule_ids("dtu") - (storage_rules if standby else set())
     app = prod_plan.outputs["cells"][key]
     for rule_id, r in rules.items():
         i = r["inputs"]
@@ -102,12 +105,13 @@ def test_every_cell_instance_has_its_own_alert_set(prod_plan: Plan, key: str) ->
         assert i["resourceGroupName"] == f"rg-stamps-prod-cell-{key}"
     # Each rule watches this CELL instance's own resources, never another CELL's.
     mocks = AzureMocks()
-    storage = prod_plan.get("azure-native:storage:StorageAccount", f"cell-{key}-st")
     server = prod_plan.get("azure-native:sql:Server", f"cell-{key}-sql")["inputs"]["serverName"]
     assert rules["ca-memory-high"]["inputs"]["scopes"] == [app["appId"]]
     assert rules["sql-dtu-high"]["inputs"]["scopes"] == [app["databaseId"]]
-    assert rules["kpi-storage-throughput"]["inputs"]["scopes"] == [
-        mocks.arm_id(storage["type"], storage["name"], storage["inputs"])]
+    if not standby:
+        storage = prod_plan.get("azure-native:storage:StorageAccount", f"cell-{key}-st")
+        assert rules["kpi-storage-throughput"]["inputs"]["scopes"] == [
+            mocks.arm_id(storage["type"], storage["name"], storage["inputs"])]
     assert f'target contains "{server}"' in rules["kpi-db-latency"]["inputs"]["criteria"]["allOf"][0]["query"]
 
 
@@ -133,7 +137,9 @@ def test_global_and_regional_resources_have_their_alerts(prod_plan: Plan) -> Non
 
 def test_one_rule_per_scope_instance_and_no_more(prod_plan: Plan) -> None:
     per_cell = len(cell_rule_ids("dtu"))
-    expected = len(catalog.rules_for("global")) + 2 * len(catalog.rules_for("regional")) + 7 * per_cell
+    storage = len([r for r in catalog.rules_for("cell") if r.scope == "storage"])
+    # Seven CELL instances; the three standbys' storage is their primaries' account, alerted on once.
+    expected = len(catalog.rules_for("global")) + 2 * len(catalog.rules_for("regional")) + 7 * per_cell - 3 * storage
     assert len(alerts(prod_plan)) == expected
     assert len(prod_plan.by_type("azure-native:monitor:ActionGroup")) == 4
     for r in prod_plan.by_type(METRIC):
@@ -193,7 +199,7 @@ def test_runbook_critical_alerts(prod_plan: Plan) -> None:
 
 def test_kpi_rules_read_the_kpi_block(prod_plan: Plan) -> None:
     glob = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-global")
-    cell = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-cell-banking-wus")
+    cell = children(prod_plan, "stamps:monitoring:AlertSet", "monitoring-cell-banking-eus")
     log = {k: v for k, v in glob.items() if v["type"] == LOG}
     assert set(log) == {"kpi-availability", "kpi-error-rate"}
     assert threshold(glob["kpi-availability"]) == 99.9
@@ -234,7 +240,8 @@ def test_vcore_database_gets_the_cpu_rule(variant: Plan) -> None:
 def test_isolation_and_alerts_enabled_disable_a_cells_rules(variant: Plan) -> None:
     def states(key: str) -> set[bool]:
         rules = children(variant, "stamps:monitoring:AlertSet", f"monitoring-cell-{key}")
-        assert set(rules) == cell_rule_ids("dtu"), "disabled rules must still exist"
+        storage = {r.id for r in catalog.rules_for("cell") if r.scope == "storage"}  # a standby has none of its own
+        assert set(rules) | storage == cell_rule_ids("dtu"), "disabled rules must still exist"
         return {r["inputs"]["enabled"] for k, r in rules.items() if k != "storage-latency"}
 
     assert states("retail-eus") == {False}       # isolated primary

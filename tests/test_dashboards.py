@@ -72,10 +72,13 @@ def test_global_tiles_are_bound_to_the_workspace_app_insights_and_gateways(prod_
 
 @pytest.mark.parametrize("key", CELLS)
 def test_cell_tiles_read_only_their_own_cell(prod_plan: Plan, key: str) -> None:
+    cells = prod_plan.outputs["cells"]
+    # The storage a CELL instance uses: its own account, or (a standby) its primary's geo-redundant one.
+    (primary,) = [k for k, c in cells.items() if c["cell"] == cells[key]["cell"] and c["role"] == "primary"]
     own = {
         arm_id(prod_plan, "azure-native:app:ContainerApp", f"cell-{key}-app"),
         arm_id(prod_plan, "azure-native:sql:Database", f"cell-{key}-db"),
-        arm_id(prod_plan, "azure-native:storage:StorageAccount", f"cell-{key}-st"),
+        arm_id(prod_plan, "azure-native:storage:StorageAccount", f"cell-{primary}-st"),
     }
     assert prod_plan.outputs["cells"][key]["appId"] in own
     tiles = queries(prod_plan, f"monitoring-dash-{key}")

@@ -242,7 +242,8 @@ class Monitoring(StampsComponent):
             self.child(f"cell-{inst.key}"), env, "cell", inst.key,
             [Target("container-app", cell.app.id),
              Target("sql-database", cell.database.id, variant=catalog.sql_variant(inst.cell.sql.sku)),
-             Target("storage", cell.storage.id),
+             # A standby's blobs are its primary's account, which the primary's alert set watches already.
+             *([Target("storage", cell.storage.id)] if cell.instance.role == "primary" else []),
              Target("app-insights", glob.app_insights.id, params={"sql_server": env.naming.sql_server(inst.key)})],
             cell.resource_group.name, home, self.groups,
             env.tags("monitoring", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role),
