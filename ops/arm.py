@@ -1,4 +1,5 @@
-"""Read-only Azure Resource Manager calls for the maintenance and incident playbooks.
+"""Azure Resource Manager calls: reads for the maintenance and incident playbooks, long-running changes (blob
+point-in-time restore, Cosmos DB restore, storage account failover) for the data-recovery and failover playbooks.
 
 Same authentication and retry stack as ``ops.azure_monitor``: azure-identity's ``DefaultAzureCredential``
 (or an injected ``TokenCredential``), azure-core's ``RetryPolicy`` built from ``RetrySettings`` (429 and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from azure.core.exceptions import (
@@ -36,7 +38,8 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.pipeline.transport import HttpTransport
 
-__all__ = ["API_VERSIONS", "DEFAULT_ARM_ENDPOINT", "ArmReadError", "ArmReader", "subscription_of"]
+__all__ = ["API_VERSIONS", "DEFAULT_ARM_ENDPOINT", "ArmOperation", "ArmReadError", "ArmReader", "ArmWriteError",
+           "ArmWriter", "subscription_of"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ API_VERSIONS: Final[Mapping[str, str]] = {
     "security": "2021-06-01",  # Defender for Cloud assessments
     "keyVault": "2023-07-01",  # vaults/secrets metadata (attributes.exp), never the value
     "insights": "2018-01-01",  # metricDefinitions
+    # Changes: the versions the program deploys these types with (stamps/api_versions.py).
+    "storage": "2024-01-01",  # storageAccounts/{name}/restoreBlobRanges, /failover, blobServices/default
+    "cosmos": "2025-10-15",  # databaseAccounts (createMode Restore), locations/{l}/restorableDatabaseAccounts
 }
 
 # Reads only: a Cost Management query is a POST but idempotent, so it is retried like a GET (azure-core
@@ -72,6 +78,10 @@ class ArmReadError(AzureReadError):
     @property
     def not_found(self) -> bool:
         return self.status_code == 404
+
+
+class ArmWriteError(ArmReadError):
+    """An ARM change that Azure refused, or whose long-running operation failed or did not finish in time."""
 
 
 def subscription_of(resource_id: str) -> str:
@@ -209,6 +219,82 @@ class ArmReader(AzureClient):
         except ValueError as err:
             raise ArmReadError(f"{what} failed: the answer was not JSON (HTTP {status})",
                                resource_id=resource_id, status_code=status) from err
+
+
+@dataclass(frozen=True)
+class ArmOperation:
+    """A change ARM accepted: its final body when it was waited for, else where to follow it."""
+
+    status: str  # "Succeeded" (done), or "Accepted" (running in Azure; follow `monitor`)
+    body: dict[str, Any]
+    monitor: str  # the operation's status URL (Azure-AsyncOperation or Location), "" when none was given
+
+
+class ArmWriter(ArmReader):
+    """Long-running ARM changes (PUT/POST answered 201/202 and followed to the end), with ArmReader's credential,
+    retry policy and endpoint rules.
+
+    azure-mgmt-core's ``ARMPolling`` follows the operation as the management SDKs do (``Azure-AsyncOperation``,
+    then ``Location``, honouring ``Retry-After``); ``final_state_via`` says where the result is read from, as in the
+    REST spec of each operation. Without ``wait`` the change is only started: restores run for hours, and the
+    operator follows the returned status URL (or re-runs the playbook with ``--wait``).
+    """
+
+    def __init__(self, *, polling_interval: float = 30.0, timeout: float = 6 * 3600.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.polling_interval = polling_interval
+        self.timeout = timeout
+
+    def change(self, method: str, path: str, api_version: str, body: Mapping[str, Any] | None, *,
+               wait: bool = True, final_state_via: str = "azure-async-operation",
+               params: Mapping[str, str] | None = None) -> ArmOperation:
+        from azure.core.exceptions import HttpResponseError
+        from azure.core.polling import LROPoller
+        from azure.mgmt.core.polling.arm_polling import ARMPolling
+
+        url = f"{self.endpoint}/{path.lstrip('/')}"
+        what = f"{method} {path}"
+        request = HttpRequest(method, url, params={"api-version": api_version, **(params or {})},
+                              json=dict(body) if body is not None else None)
+        try:
+            initial = self._client.send_request(request, _return_pipeline_response=True)
+        except AzureError as err:
+            raise ArmWriteError(f"{what} failed: {type(err).__name__}: {_first_line(err.message)}",
+                                resource_id=path) from err
+        response = initial.http_response
+        status = response.status_code
+        if status >= 400:
+            code, detail = _error_details(response)
+            raise ArmWriteError(f"{what} was refused: HTTP {status} {code}: {detail}", resource_id=path,
+                                status_code=status, error_code=code)
+        headers = {k.lower(): v for k, v in response.headers.items()}
+        monitor = headers.get("azure-asyncoperation") or headers.get("location") or ""
+        if not monitor or not wait:
+            return ArmOperation("Succeeded" if not monitor else "Accepted", _json(response), monitor)
+        poller: LROPoller[dict[str, Any]] = LROPoller(
+            self._client, initial, lambda pipeline_response: _json(pipeline_response.http_response),
+            ARMPolling(self.polling_interval, lro_options={"final-state-via": final_state_via}))
+        try:
+            result = poller.result(timeout=self.timeout)
+        except HttpResponseError as err:
+            code = getattr(getattr(err, "error", None), "code", None) or str(err.status_code or "error")
+            raise ArmWriteError(f"{what} failed while Azure ran it: {code}: {_first_line(err.message)}",
+                                resource_id=path, status_code=err.status_code, error_code=code) from err
+        except AzureError as err:
+            raise ArmWriteError(f"{what} failed while Azure ran it: {type(err).__name__}: "
+                                f"{_first_line(err.message)}", resource_id=path) from err
+        if not poller.done():
+            raise ArmWriteError(f"{what} is still running after {self.timeout:.0f} s; follow it at {monitor}",
+                                resource_id=path)
+        return ArmOperation("Succeeded", result or {}, monitor)
+
+
+def _json(response: Any) -> dict[str, Any]:
+    try:
+        body = response.json() if response.text() else {}
+    except ValueError:
+        body = {}
+    return body if isinstance(body, dict) else {}
 
 
 def _error_details(response: HttpResponse) -> tuple[str, str]:

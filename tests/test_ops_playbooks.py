@@ -256,9 +256,10 @@ def test_unknown_cell_is_named(ops: Ops, capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_restore_data_creates_a_new_database(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
-    changes = diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z")
+    # Blobs and the directory are Azure operations (tests/test_restore_data.py); the database is a stack update.
+    changes = diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z", "--what", "sql")
     assert changes == {("create", "cell-banking-eus-restore-r202611260300")}
-    assert diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z") == set()
+    assert diff_of(ops, "restore-data", "banking", "--to", "2026-11-26T03:00:00Z", "--what", "sql") == set()
     assert ops("restore-data", "banking", "--to", "2027-01-01T00:00:00Z") == 2
     assert "in the future" in capsys.readouterr().err
     assert ops("restore-data", "banking", "--to", "2026-01-01T00:00:00Z") == 2
@@ -266,15 +267,14 @@ def test_restore_data_creates_a_new_database(ops: Ops, capsys: pytest.CaptureFix
 
 
 def test_restore_data_names_the_blob_and_directory_restores(ops: Ops, capsys: pytest.CaptureFixture[str]) -> None:
-    # Blob point-in-time restore and a Cosmos DB continuous-backup restore are Azure calls, printed with the
-    # stack's real names, in a dry run too; a dry run changes nothing.
+    # Blob point-in-time restore and a Cosmos DB continuous-backup restore are ARM operations; a dry run prints
+    # each with the stack's real names and changes nothing.
     assert ops("restore-data", "banking", "--to", "2026-11-26T03:00:00Z", "--dry-run") == 0
     out = capsys.readouterr().out
-    assert "az storage blob restore --account-name stbankingeusa57dd --resource-group " \
-           "rg-stamps-prod-cell-banking-eus --time-to-restore 2026-11-26T03:00:00Z" in out
-    assert "az cosmosdb restore --account-name cosmos-stamps-prod-a57dd --resource-group rg-stamps-prod-global " \
-           "--target-database-account-name cosmos-stamps-prod-a57dd-r202611 --restore-timestamp " \
-           "2026-11-26T03:00:00Z --location eastus" in out
+    assert "/resourceGroups/rg-stamps-prod-cell-banking-eus/providers/Microsoft.Storage/storageAccounts/" \
+           "stbankingeusa57dd/restoreBlobRanges" in out
+    assert "/resourceGroups/rg-stamps-prod-global/providers/Microsoft.DocumentDB/databaseAccounts/" \
+           "cosmos-stamps-prod-a57dd-r202611" in out
     assert "restores" not in str(ops.stack["stamps:cells"][0])
 
 

@@ -73,7 +73,7 @@ def test_prod_plan_passes_every_policy(prod_plan: Plan) -> None:
     assert [(v.policy, v.level, v.name) for v in report.violations] == [
         ("cells-without-standby", "advisory", "cell-shared-smb-eus-app")]
     assert report.exit_code == 0
-    assert len(report.policies) == 31
+    assert len(report.policies) == 33
     assert report.resources == len(prod_plan.resources) + 1  # and the root Stack
 
 
@@ -125,7 +125,7 @@ def test_policy_check_cli_exit_codes_and_report(prod_plan: Plan, tmp_path: Path,
     bad = tmp_path / "bad.plan.json"
 
     def weak_tls(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        one(resources, AN + "storage:StorageAccount", "banking", "westus")["inputs"]["minimumTlsVersion"] = "TLS1_0"
+        one(resources, AN + "storage:StorageAccount", "banking", "eastus")["inputs"]["minimumTlsVersion"] = "TLS1_0"
         return resources
 
     broken(prod_plan, weak_tls).write(bad)

@@ -78,7 +78,7 @@ class Context:
     force: bool = False
     # Seams for the outside world; tests inject local fakes, production builds the real clients lazily.
     metrics_factory: Callable[[], Any] | None = None
-    arm_factory: Callable[[], Any] | None = None  # generic ARM reads (ops.arm.ArmReader)
+    arm_factory: Callable[[], Any] | None = None  # ARM reads and changes (ops.arm.ArmWriter)
     notifier_factory: Callable[[], Any] | None = None
     directory_factory: Callable[[], Any] | None = None
     http_get: Callable[[str], int] | None = None
@@ -162,9 +162,9 @@ class Context:
 
     def arm(self) -> Any:
         if self.arm_factory is None:
-            from ops.arm import ArmReader
+            from ops.arm import ArmWriter  # reads, and the long-running changes of restore-data and failover
 
-            self.arm_factory = lambda: ArmReader(arm_endpoint=os.environ.get("STAMPS_ARM_ENDPOINT"))
+            self.arm_factory = lambda: ArmWriter(arm_endpoint=os.environ.get("STAMPS_ARM_ENDPOINT"))
         return self.arm_factory()
 
     def tenant_directory(self) -> Any:
@@ -399,6 +399,24 @@ def find_cell(env: Environment, name: str, arg: str = "CELL") -> None:
 
 def cell_path(name: str) -> str:
     return f"stamps:cells[name={name}]"
+
+
+def stack_subscription(ctx: Context, why: str) -> str:
+    """The deployed stack's subscription id, read from its workspaceId output (an ARM id)."""
+    from ops.arm import subscription_of
+
+    try:
+        return subscription_of(str(ctx.outputs().get("workspaceId") or ""))
+    except ValueError:
+        raise Failed(f"the stack has no workspaceId output to find its subscription: deploy it before {why}") from None
+
+
+def cell_storage_id(env: Environment, subscription: str, cell: str) -> str:
+    """The ARM id of a CELL's storage account: its primary's (a standby keeps none of its own)."""
+    n = env.naming
+    key = env.instance(cell).key
+    return (f"/subscriptions/{subscription}/resourceGroups/{n.cell_group(key)}/providers/"
+            f"Microsoft.Storage/storageAccounts/{n.storage(key)}")
 
 
 def tenant_path(tenant: str) -> str:

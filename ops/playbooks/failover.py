@@ -6,6 +6,13 @@ Traffic Manager priorities (one atomic profile update), its lowered DNS TTL and 
 replica counts from it; no other region's resources change. Failback deletes the value. A drill disables the
 region's Traffic Manager endpoint (`trafficEnabled: false`), verifies traffic moved to the DR endpoint, and
 re-enables it — always, even when the verification fails. A drill interrupted half-way resumes on re-run.
+
+Blobs: a standby CELL uses its primary's geo-redundant (GZRS/GRS) storage account. While the primary region is
+down that account's endpoint is unreachable until a customer-managed account failover makes its copy in the paired
+region the primary (learn.microsoft.com/azure/storage/common/storage-disaster-recovery-guidance). That failover
+loses what was written after the account's Last Sync Time and leaves the account locally redundant, so it is its
+own step: `failover-storage` shows each account's Last Sync Time, then starts the failover (ARM
+`POST .../storageAccounts/<name>/failover`); `failover` names it when it is still to do.
 """
 
 from __future__ import annotations
@@ -14,7 +21,16 @@ import argparse
 import time
 from typing import Any
 
-from ops.playbooks.base import EXIT_OK, Context, Failed, PlaybookError, Refused, audit
+from ops.playbooks.base import (
+    EXIT_OK,
+    Context,
+    Failed,
+    PlaybookError,
+    Refused,
+    audit,
+    cell_storage_id,
+    stack_subscription,
+)
 from stamps.environment import Environment
 
 
@@ -84,6 +100,7 @@ def failover(ctx: Context, args: argparse.Namespace) -> int:
     dr = env.regions[primary].dr_region
     if env.failed_over(primary):
         ctx.console.print(f"[green]✓[/] {primary}'s CELLs already serve from {dr}: nothing to change")
+        _storage_reminder(ctx, env, primary)
         return EXIT_OK
     stranded = unprotected_cells(env, primary)
     accepted = {c for a in args.accept_unprotected or [] for c in a.split(",") if c}
@@ -109,6 +126,75 @@ def failover(ctx: Context, args: argparse.Namespace) -> int:
                 source=primary, target=dr, forced=ctx.force, stranded=stranded)
         audit(ctx, "failover", "failed-over", region=primary, source=primary, target=dr, forced=ctx.force,
               stranded=stranded)
+        _storage_reminder(ctx, env, primary)
+    return EXIT_OK
+
+
+def _geo_cells(env: Environment, primary: str) -> list[str]:
+    """The primary region's CELLs whose blobs are geo-redundant: those with a standby, in a region with a pair."""
+    from stamps.config.capabilities import storage_sku
+
+    return [c.name for c in env.cells if c.region == primary and c.standby is not None
+            and storage_sku(primary, zone_redundant=False, geo=True).sku != "Standard_LRS"]
+
+
+def _storage_reminder(ctx: Context, env: Environment, primary: str) -> None:
+    cells = _geo_cells(env, primary)
+    if cells:
+        ctx.console.print(f"[yellow]![/] blobs of {', '.join(cells)} are reachable again once their storage accounts "
+                          f"fail over to the paired region: `stamps-ops failover-storage --region {primary}` (shows "
+                          "what the failover may lose first)", soft_wrap=True)
+
+
+def failover_storage(ctx: Context, args: argparse.Namespace) -> int:
+    """Customer-managed (unplanned) failover of the region's CELL storage accounts, each skipped when done."""
+    from ops.arm import API_VERSIONS, ArmReadError
+
+    env = ctx.environment()
+    primary = _primary(env, args.region)
+    cells = _geo_cells(env, primary)
+    if not cells:
+        ctx.console.print(f"no CELL of {primary} has geo-redundant storage: nothing to fail over")
+        return EXIT_OK
+    subscription = stack_subscription(ctx, "failing its storage over")
+    api = API_VERSIONS["storage"]
+    if ctx.dry_run:
+        for cell in cells:
+            ctx.console.print(f"would fail over CELL {cell}'s storage: POST {cell_storage_id(env, subscription, cell)}"
+                              f"/failover?api-version={api}", soft_wrap=True)
+        return EXIT_OK
+    arm = ctx.arm()
+    try:
+        for cell in cells:
+            account = cell_storage_id(env, subscription, cell)
+            name = account.rsplit("/", 1)[1]
+            try:
+                state = arm.get(account, api, params={"$expand": "geoReplicationStats"})
+                props = state.get("properties") or {}
+                where = str(props.get("primaryLocation") or "").replace(" ", "").lower()
+                if where and where != primary:
+                    ctx.console.print(f"[green]✓[/] {name}: its primary is {where} already")
+                    continue
+                if props.get("failoverInProgress"):
+                    ctx.console.print(f"{name}: a failover is in progress already")
+                    continue
+                sku = str((state.get("sku") or {}).get("name") or "")
+                if "GRS" not in sku and "GZRS" not in sku:
+                    raise Failed(f"{name} is {sku or 'of unknown redundancy'}: it has no geo copy to fail over to")
+                synced = (props.get("geoReplicationStats") or {}).get("lastSyncTime") or "unknown"
+                ctx.console.print(f"{name}: blobs written after {synced} (its Last Sync Time) are lost by the failover")
+                op = arm.change("POST", f"{account}/failover", api, None, wait=args.wait, final_state_via="location")
+            except ArmReadError as err:
+                raise Failed(f"storage failover of CELL {cell} ({name}): {err}; re-run to retry") from None
+            done = op.status == "Succeeded"
+            audit(ctx, "failover-storage", "storage-failed-over" if done else "storage-failover-started",
+                  region=primary, cell=cell, account=name, lastSyncTime=synced, monitor=op.monitor)
+            ctx.console.print(f"{name}: " + ("failed over" if done else f"failover started; follow it at {op.monitor}"),
+                              soft_wrap=True)
+    finally:
+        close = getattr(arm, "close", None)
+        if callable(close):
+            close()
     return EXIT_OK
 
 
@@ -200,6 +286,13 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
                    help="fail over although these CELLs of the region have no standby (their tenants go dark)")
     common(p)
     p.set_defaults(func=failover)
+
+    p = sub.add_parser("failover-storage", help="fail a region's CELL storage accounts over to their paired region "
+                                                "(shows what each may lose first)", description=__doc__)
+    p.add_argument("--region", metavar="REGION", help=region_help)
+    p.add_argument("--wait", action="store_true", help="follow each account failover until Azure reports it done")
+    common(p)
+    p.set_defaults(func=failover_storage)
 
     p = sub.add_parser("failback", help="move a failed-over region's CELLs back to it", description=__doc__)
     p.add_argument("--region", metavar="REGION", help=region_help)

@@ -404,10 +404,12 @@ class Cell(StampsComponent):
             default_to_o_auth_authentication=True,
             public_network_access="Disabled",
             tags=tags,
-            # After an unplanned account failover Azure reports the account in the paired region, and LRS until
-            # geo-redundancy is re-enabled (which `up` then does by asking for the SKU above again); a location
-            # change can only be a replacement, and replacing this account would delete the CELL's blobs.
-            opts=self.opts(ignore_changes=["location"]),
+            # After an unplanned account failover (`stamps-ops failover-storage`) Azure reports the account in the
+            # paired region and locally redundant. A location change could only be a replacement, which would delete
+            # the CELL's blobs: never. While the region is failed over the program also leaves the redundancy as
+            # Azure has it (the SKU above may not exist in the paired region); geo-redundancy is re-enabled, and the
+            # account failed back, as part of failback (README, "DR: storage").
+            opts=self.opts(ignore_changes=["location", "sku"] if env.failed_over(inst.region) else ["location"]),
         )
         shared.primary_storage[inst.name] = storage
         self.diagnose(storage, shared.workspace_id)
