@@ -15,6 +15,7 @@ from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS, ROLE_PROPAGATION, 
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment
+from stamps.config.regions import AZURE_REGIONS
 from stamps.offline import Plan, plan_stack
 from stamps.policycheck import check_plan
 from stamps.policycheck.config import parse
@@ -67,6 +68,65 @@ def test_every_capability_table_cites_microsoft_learn() -> None:
     # The review's finding: West US has neither zones nor ZRS; East US has both.
     assert not cap.has_zones("westus") and "westus" not in cap.ZRS_REGIONS
     assert cap.has_zones("eastus") and "eastus" in cap.GZRS_REGIONS
+
+
+def _dr_in(region: str) -> Any:
+    def mutate(cfg: dict[str, Any]) -> None:
+        cfg["stamps:regions"][1]["name"] = region
+        cfg["stamps:regions"][0]["drRegion"] = region
+        for cell in cfg["stamps:cells"]:
+            if (cell.get("standby") or {}).get("region"):
+                cell["standby"]["region"] = region
+    return mutate
+
+
+def test_services_per_region_follow_region_type_and_service_category() -> None:
+    for name in ("CATEGORY_SOURCE", "RESTRICTED_SOURCE"):
+        assert getattr(cap, name).startswith("https://learn.microsoft.com/azure/"), name
+    assert all(s.source.startswith("https://learn.microsoft.com/azure/") for s in cap.SERVICES.values())
+    # Every service the program deploys has a row (the plan's resource types map onto them).
+    assert set(cap.REGION_SERVICES + cap.HOME_SERVICES) <= set(cap.SERVICES)
+    # Foundational services everywhere but in restricted regions; mainstream ones promised only where zones are.
+    assert cap.availability("sql", "westus") == "available"
+    assert cap.availability("container-apps", "eastus") == "available"
+    assert cap.availability("container-apps", "westus") == "demand-driven"
+    assert cap.availability("automation", "eastus") == "demand-driven"  # strategic
+    assert cap.availability("front-door", "germanynorth") == "available"  # non-regional
+    assert {r for r in cap.RESTRICTED_REGIONS if cap.availability("key-vault", r) != "restricted"} == set()
+    assert cap.RESTRICTED_REGIONS <= AZURE_REGIONS
+
+
+@pytest.mark.parametrize("region", ["germanynorth", "switzerlandwest", "koreasouth"])
+def test_a_region_where_the_services_cannot_be_deployed_is_a_config_error_naming_the_key(region: str) -> None:
+    problems = _config_errors(_dr_in(region))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"stamps:regions[1].name: {region!r} is an access-restricted")
+    assert "Container Apps" in problems[0] and "Azure SQL Database" in problems[0]
+    assert "regions-list" in problems[0]
+
+
+def test_the_plan_names_the_services_to_confirm_in_an_alternate_region(stack_file: StackFile,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    plan_stack(ROOT, "prod", stack_file())
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert "stamps:regions[1].name: Azure deploys Automation, Private Link" in logged
+    assert "to westus on demand only (an alternate region: no availability zones)" in logged
+    warnings = cap.service_warnings(load_environment("stamps", "prod", _values(prod_config()["config"])).config)
+    (west,) = [w for w in warnings if w.startswith("stamps:regions[1].name:")]
+    for service in ("Container Apps", "API Management (Premium)", "Automation", "Private Link"):
+        assert service in west
+    assert "Azure SQL Database" not in west and "Key Vault" not in west  # foundational: everywhere
+    (east,) = [w for w in warnings if w.startswith("stamps:regions[0].name:")]
+    assert "Automation to eastus on demand only (strategic services)" in east
+    assert "Container Apps" not in east  # a recommended region
+
+
+def test_the_plan_says_where_blobs_fail_over_when_the_dr_region_is_not_the_pair(stack_file: StackFile) -> None:
+    env = load_environment("stamps", "prod", _values(fleet_doc("M")["config"]))
+    # Fleet M: centralus fails over to westus, but Azure pairs it with eastus2 (regions-list).
+    (warning,) = cap.storage_pair_warnings(env.config)
+    assert "westus is not centralus's paired region eastus2" in warning
+    assert cap.storage_pair_warnings(load_environment("stamps", "prod", _values(prod_config()["config"])).config) == []
 
 
 @pytest.mark.parametrize(("mutate", "key"), [

@@ -68,6 +68,9 @@ def test_the_workflow_pins_the_cli_and_caches_plugins() -> None:
     cache = next(s for s in steps if str(s.get("uses", "")).startswith("actions/cache@"))
     assert cache["with"]["path"] == "~/.pulumi/plugins"
     assert "AZURE_NATIVE_VERSION" in cache["with"]["key"]
+    # The time provider (role propagation waits) is the other plugin; its cache key follows its version too.
+    assert wf["env"]["TIME_PROVIDER_VERSION"] == metadata.version("pulumiverse-time")
+    assert "TIME_PROVIDER_VERSION" in cache["with"]["key"]
     # No job needs a passphrase any more: nothing in the stack file is passphrase-encrypted.
     assert "PULUMI_CONFIG_PASSPHRASE" not in (ROOT / ".github/workflows/stamps.yml").read_text()
 

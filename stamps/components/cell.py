@@ -408,7 +408,7 @@ class Cell(StampsComponent):
             # paired region and locally redundant. A location change could only be a replacement, which would delete
             # the CELL's blobs: never. While the region is failed over the program also leaves the redundancy as
             # Azure has it (the SKU above may not exist in the paired region); geo-redundancy is re-enabled, and the
-            # account failed back, as part of failback (README, "DR: storage").
+            # account failed back, before failback (README, "DR: storage").
             opts=self.opts(ignore_changes=["location", "sku"] if env.failed_over(inst.region) else ["location"]),
         )
         shared.primary_storage[inst.name] = storage

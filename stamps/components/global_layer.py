@@ -24,7 +24,12 @@ from stamps.apim_policy import APIM_STATUS_PATH
 from stamps.components.base import COSMOS_ROLE_IDS, StampsComponent
 from stamps.components.cell import Directory
 from stamps.components.regional import health_path
-from stamps.config.capabilities import environment_quota_warnings, zones_for
+from stamps.config.capabilities import (
+    environment_quota_warnings,
+    service_warnings,
+    storage_pair_warnings,
+    zones_for,
+)
 from stamps.environment import Environment
 
 # The tenants container, as a Cosmos DB data-plane role scope.
@@ -211,7 +216,8 @@ def _warn_reserved_names(env: Environment) -> None:
         return
     # Each CELL instance has its own Container Apps environment; past the default quota the create fails.
     per_region = Counter(i.region for i in env.instances)
-    for warning in environment_quota_warnings(dict(per_region)):
+    for warning in (environment_quota_warnings(dict(per_region)) + service_warnings(env.config)
+                    + storage_pair_warnings(env.config)):
         pulumi.log.warn(warning)
     n = env.naming
     vaults = ", ".join(n.key_vault(r) for r in env.deployed_regions)

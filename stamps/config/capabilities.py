@@ -170,3 +170,117 @@ def environment_quota_warnings(per_region: dict[str, int]) -> list[str]:
         out.append(f"{total} Container Apps environments in all: the default quota is "
                    f"{ENVIRONMENTS_PER_SUBSCRIPTION} per subscription")
     return [f"{w}; request an increase (Managed Environment Count) before `up` ({ENV_QUOTA_SOURCE})" for w in out]
+
+
+# --- Services per region ----------------------------------------------------------------------------------------
+# Whether a service can be deployed in a region follows from the region's type and the service's category
+# (https://learn.microsoft.com/azure/reliability/availability-service-by-category):
+# - foundational services are "available in all recommended and alternate regions";
+# - mainstream services are "available in all recommended regions", "demand-driven in alternate regions";
+# - strategic services are demand-driven everywhere.
+# Recommended regions are the ones that "currently support availability zones" (same page): ZONE_REGIONS above;
+# alternate regions the others. An access-restricted region takes no deployment at all until Microsoft grants the
+# subscription access (https://learn.microsoft.com/azure/reliability/regions-list, the restricted-region icon;
+# https://learn.microsoft.com/troubleshoot/azure/general/region-access-request-process).
+CATEGORY_SOURCE = "https://learn.microsoft.com/azure/reliability/availability-service-by-category"
+RESTRICTED_SOURCE = "https://learn.microsoft.com/azure/reliability/regions-list"
+RESTRICTED_REGIONS: frozenset[str] = frozenset({
+    "brazilsoutheast", "francesouth", "germanynorth", "koreasouth", "norwaywest", "southafricawest",
+    "switzerlandwest", "uaecentral",
+})
+Category = Literal["foundational", "mainstream", "strategic", "global"]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    category: Category
+    source: str = CATEGORY_SOURCE
+
+
+# The services the program deploys. Front Door and Traffic Manager are non-regional ("global" location).
+# Container Apps is not in the category tables (newer than them); it is treated like a mainstream service: its
+# reliability guide promises zone redundancy "in all regions that support availability zones"
+# (https://learn.microsoft.com/azure/reliability/reliability-azure-container-apps), nothing for the others.
+SERVICES: dict[str, Service] = {
+    "front-door": Service("Azure Front Door", "global", "https://learn.microsoft.com/azure/frontdoor/front-door-overview"),
+    "traffic-manager": Service("Traffic Manager", "global",
+                               "https://learn.microsoft.com/azure/traffic-manager/traffic-manager-overview"),
+    "app-gateway": Service("Application Gateway v2 (WAF_v2)", "foundational"),
+    "public-ip": Service("Public IP (Standard)", "foundational"),
+    "virtual-network": Service("Virtual Network", "foundational"),
+    "key-vault": Service("Key Vault", "foundational"),
+    "sql": Service("Azure SQL Database", "foundational"),
+    "storage": Service("Storage accounts (Blob)", "foundational"),
+    "cosmos-db": Service("Cosmos DB for NoSQL", "foundational"),
+    "api-management": Service("API Management (Premium)", "mainstream"),
+    "private-link": Service("Private Link (private endpoints)", "mainstream"),
+    "log-analytics": Service("Log Analytics", "mainstream"),
+    "application-insights": Service("Application Insights", "mainstream"),
+    "container-apps": Service("Container Apps", "mainstream",
+                              "https://learn.microsoft.com/azure/reliability/reliability-azure-container-apps"),
+    "automation": Service("Automation", "strategic"),
+}
+# Every region of the stack hosts a regional layer, CELL instances and a location of the global services.
+REGION_SERVICES = ("app-gateway", "public-ip", "virtual-network", "key-vault", "automation", "private-link",
+                   "container-apps", "sql", "storage", "cosmos-db", "api-management")
+# The first primary region also hosts the workspace and Application Insights.
+HOME_SERVICES = ("log-analytics", "application-insights")
+
+Availability = Literal["available", "restricted", "demand-driven"]
+
+
+def availability(service: str, region: str) -> Availability:
+    """What Azure promises for `service` in `region` (see the tables above)."""
+    category = SERVICES[service].category
+    if category == "global":
+        return "available"
+    if region in RESTRICTED_REGIONS:
+        return "restricted"
+    if category == "foundational" or (category == "mainstream" and has_zones(region)):
+        return "available"
+    return "demand-driven"
+
+
+def _region_services(cfg: StampsConfig) -> list[tuple[int, str, tuple[str, ...]]]:
+    home = next((r.name for r in cfg.regions if r.role == "primary"), None)
+    return [(i, r.name, REGION_SERVICES + (HOME_SERVICES if r.name == home else ())) for i, r in enumerate(cfg.regions)]
+
+
+def check_services(cfg: StampsConfig) -> list[str]:
+    """A region where a service the plan deploys there cannot be created is a config error naming the key."""
+    out = []
+    for i, region, services in _region_services(cfg):
+        refused = [SERVICES[s].name for s in services if availability(s, region) == "restricted"]
+        if refused:
+            near = sorted(r for r in ZONE_REGIONS if r[:4] == region[:4]) or sorted(ZONE_REGIONS)[:6]
+            out.append(f"stamps:regions[{i}].name: {region!r} is an access-restricted region: {', '.join(refused)} "
+                       f"cannot be deployed there until Microsoft grants the subscription access (region access "
+                       f"request); choose an open region such as {', '.join(near)} ({RESTRICTED_SOURCE})")
+    return out
+
+
+def service_warnings(cfg: StampsConfig) -> list[str]:
+    """Services Azure deploys to a region on demand only: the plan says which to confirm before `up`."""
+    out = []
+    for i, region, services in _region_services(cfg):
+        unsure = [SERVICES[s].name for s in services if availability(s, region) == "demand-driven"]
+        if unsure:
+            why = "strategic services" if has_zones(region) else "an alternate region: no availability zones"
+            out.append(f"stamps:regions[{i}].name: Azure deploys {', '.join(unsure)} to {region} on demand only "
+                       f"({why}): confirm {'it is' if len(unsure) == 1 else 'they are'} offered there (Products "
+                       f"available by region, or `az provider show`) before `up` ({CATEGORY_SOURCE})")
+    return out
+
+
+def storage_pair_warnings(cfg: StampsConfig) -> list[str]:
+    """Where a primary's geo-redundant blobs fail over to a region other than its DR region: the pair is Azure's
+    choice (PAIRS_SOURCE), so its standbys then read their blobs across regions after a storage failover."""
+    out = []
+    for i, r in enumerate(cfg.regions):
+        pair = PAIRED_REGIONS.get(r.name)
+        if r.role == "primary" and r.dr_region and pair and pair != r.dr_region:
+            out.append(f"stamps:regions[{i}].drRegion: {r.dr_region} is not {r.name}'s paired region {pair}: its "
+                       f"CELLs' geo-redundant blobs fail over to {pair}, and the standbys in {r.dr_region} reach them "
+                       f"there over their private endpoints ({PAIRS_SOURCE})")
+    return out

@@ -9,7 +9,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from stamps.config.capabilities import check_zone_choices
+from stamps.config.capabilities import check_services, check_zone_choices
 from stamps.config.errors import ConfigError, from_validation_error
 from stamps.config.model import DEV_APP, StampsConfig
 from stamps.config.validate import cross_check
@@ -99,7 +99,7 @@ def load_environment(project: str, stack: str, values: dict[str, Any]) -> Enviro
         cfg = StampsConfig.model_validate({k: v for k, v in values.items() if k not in unknown})
     except ValidationError as err:
         raise ConfigError(problems + from_validation_error(err).problems) from None
-    problems += cross_check(cfg) + check_zone_choices(cfg) + _check_app(cfg)
+    problems += cross_check(cfg) + check_zone_choices(cfg) + check_services(cfg) + _check_app(cfg)
     if problems:
         raise ConfigError(problems)
     try:
