@@ -35,6 +35,8 @@ DIAGNOSTIC_SETTING = "azure-native:monitor:DiagnosticSetting"
 METRIC_ALERT = "azure-native:monitor:MetricAlert"
 SCHEDULED_QUERY_RULE = "azure-native:monitor:ScheduledQueryRule"
 APIM_SERVICE = "azure-native:apimanagement:ApiManagementService"
+TRAFFIC_MANAGER_PROFILE = "azure-native:trafficmanager:Profile"
+APP_GATEWAY_TYPE = "azure-native:network:ApplicationGateway"
 APIM_PRODUCT_POLICY = "azure-native:apimanagement:ProductPolicy"
 CELL_COMPONENT = "stamps:cell:Cell"
 
@@ -124,3 +126,12 @@ def type_chain(urn: str) -> list[str]:
 
 def short_type(type_token: str) -> str:
     return type_token.rsplit(":", 1)[-1]
+
+
+def spans_fleet(resources: Iterable[Any]) -> bool:
+    """Whether a stack holds every layer: the single-stack layout, or the fleet view `stamps plan --fleet
+    --policy` checks. A fleet-wide policy (stamps.stacks.units.FLEET_WIDE_POLICIES) needs resources of several
+    unit stacks (a CELL and its standby, Front Door and API Management and the gateways); in one unit stack
+    the absence of the others is no finding, so it checks nothing there and runs on the fleet view instead."""
+    types = {r.resource_type for r in resources}
+    return {APIM_SERVICE, TRAFFIC_MANAGER_PROFILE, APP_GATEWAY_TYPE} <= types

@@ -73,10 +73,12 @@ def plan_fleet(project_dir: Path, fleet: str, fleet_file: Path | None = None, on
     return [plans[u] for u in chosen]
 
 
-def fleet_units(project_dir: Path, fleet: str, fleet_file: Path | None = None) -> list[Unit]:
+def fleet_plan_units(project_dir: Path, fleet: str, fleet_file: Path | None = None,
+                     only: list[str] | None = None) -> list[Unit]:
+    """The units `plan_fleet` plans for `only` (with the units they read), in order."""
     from stamps.offline.engine import read_project
-    from stamps.stacks.units import units
 
     project_dir = Path(project_dir).resolve()
     path = Path(fleet_file) if fleet_file else project_dir / f"Pulumi.{fleet}.yaml"
-    return units(load_fleet(read_project(project_dir), fleet, path))
+    env = load_fleet(read_project(project_dir), fleet, path, arg="--config-file" if fleet_file else "--stack")
+    return closure(env, select(env, only or []))

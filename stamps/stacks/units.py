@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 Layer = Literal["global", "region", "cell", "edge", "routing", "api", "tenants"]
 LAYERS: tuple[Layer, ...] = ("global", "region", "cell", "edge", "routing", "api", "tenants")
+# Policies that need several unit stacks' resources at once: in a unit stack they check nothing (see the
+# pack's `spans_fleet`), and `stamps plan --fleet --policy` runs them on the fleet view (every stack merged).
+FLEET_WIDE_POLICIES = ("dr-standby-region", "cells-without-standby", "traffic-through-api-management")
 _PART = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
