@@ -34,6 +34,7 @@ _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 _OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 
 _lock = threading.Lock()
+ORGANIZATION = "organization"
 
 
 def _clean(value: Any) -> Any:
@@ -152,8 +153,11 @@ def plan_stack(
         values, secret_keys = read_stack_config(own_file)
     if unit is not None:
         # Checked here, so a missing fleet file is named before the program runs.
-        fleet_file = Path(fleet_file) if fleet_file else project_dir / f"Pulumi.{fleet}.yaml"
-        read_stack_config(fleet_file)
+        default = project_dir / f"Pulumi.{fleet}.yaml"
+        read_stack_config(Path(fleet_file) if fleet_file else default)
+        # The default is found by the program itself (as under the CLI): only another file needs the variable.
+        if fleet_file is not None and Path(fleet_file).resolve() == default:
+            fleet_file = None
     # A clone ships no secrets (they come from `pulumi config set --secret` or ESC). Offline only, an absent
     # one is a redacted placeholder, so the plan still shows where it goes; the CLI reports it as missing.
     for key in SECRET_KEYS:
@@ -166,8 +170,10 @@ def plan_stack(
         mocks = AzureMocks(stack_outputs)
         monitor = _recording_monitor(mocks, on_register)
         # Fresh SDK state per run: root stack, settings and config from an earlier plan must not leak.
-        settings.reset_options(project=project, stack=stack, preview=True)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
+        # "organization" is what DIY backends report; StackReferences name `<org>/<project>/<stack>`.
+        settings.reset_options(project=project, stack=stack, preview=True, organization=ORGANIZATION)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor,
+                                 organization=ORGANIZATION)
         set_all_config(values, secret_keys)
         try:
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")

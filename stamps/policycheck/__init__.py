@@ -53,7 +53,20 @@ def check_fleet(plans: Sequence[Plan], fleet: str, console: Console, *, pack_dir
 
 
 __all__ = [
-    "EXIT_OK", "EXIT_POLICY", "check_fleet", "PackProject", "PackReport", "PolicyConfig", "PolicyConfigError", "PolicyPackError",
-    "PolicyPackProcess", "StackContext", "Violation", "check_plan", "check_plans", "find_pack", "load_config",
+    "EXIT_OK",
+    "EXIT_POLICY",
+    "PackProject",
+    "PackReport",
+    "PolicyConfig",
+    "PolicyConfigError",
+    "PolicyPackError",
+    "PolicyPackProcess",
+    "StackContext",
+    "Violation",
+    "check_fleet",
+    "check_plan",
+    "check_plans",
+    "find_pack",
+    "load_config",
     "render",
 ]
