@@ -82,7 +82,7 @@ def test_every_stack_reference_reads_outputs_its_upstream_stack_exports() -> Non
 
 
 def test_a_unit_planned_before_its_upstream_stack_is_refused_with_the_stack_named() -> None:
-    with pytest.raises(StackReferenceError, match="'organization/stamps/prod.global'"):
+    with pytest.raises(StackReferenceError, match=r"'organization/stamps/prod\.global'"):
         plan_stack(ROOT, "prod.cell.banking.westus", stack_outputs={})
 
 
