@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             # One CELL stack alone, its upstream outputs already known (as after the upstream stacks' `up`).
             outputs = {p.stack: p.outputs for p in plans}
             cell = next(p.stack for p in plans if p.stack.startswith("prod.cell."))
-            _, t_cell = cpu(lambda c=config, s=cell: plan_stack(ROOT, s, fleet_file=c, stack_outputs=outputs))
+            _, t_cell = cpu(lambda c=config, s=cell, o=outputs: plan_stack(ROOT, s, fleet_file=c, stack_outputs=o))
             table.add_row(size, str(len(single.custom())), f"{t_single:.2f}", str(len(plans)),
                           f"{len(largest.custom())} ({largest.stack})", f"{t_set:.2f}", f"{t_cell:.2f}")
     Console().print(table)

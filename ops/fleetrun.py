@@ -106,39 +106,35 @@ def run_stacks(env: Environment, fleet: str, chosen: Sequence[Unit], action: Sta
     failed: list[StackRun] = []
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="stack") as pool:
         for wave in plan:
-            todo = [runs[u] for u in wave if runs[u].status == "pending"]
+            queue = [runs[u] for u in wave if runs[u].status == "pending"]
             futures: dict[Future[str], StackRun] = {}
-            queue = list(todo)
-
-            def start(run: StackRun) -> None:
-                run.status = "running"
-                console.print(f"[{finished + 1 + len(futures)}/{total}] {verb} {run.stack} …")
-                run.seconds = time.monotonic()
-                futures[pool.submit(action, run.stack)] = run
-
-            while queue and len(futures) < parallel:
-                start(queue.pop(0))
-            while futures:
+            while queue or futures:
+                # The first failure stops the run: nothing new starts, the running stacks finish.
+                while queue and not failed and len(futures) < parallel:
+                    run = queue.pop(0)
+                    run.status = "running"
+                    console.print(f"[{finished + len(futures) + 1}/{total}] {verb} {run.stack} …")
+                    run.seconds = time.monotonic()
+                    futures[pool.submit(action, run.stack)] = run
+                if not futures:
+                    break
                 done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                 for fut in done:
                     run = futures.pop(fut)
                     run.seconds = time.monotonic() - run.seconds
                     try:
                         run.summary = fut.result()
-                        run.status = "done"
-                        finished += 1
-                        if journal is not None:
-                            journal.record(run)
-                        console.print(f"  ✓ {run.stack}: {run.summary} ({run.seconds:.0f} s)")
-                    except Exception as err:  # noqa: BLE001 - every failure is reported per stack, then raised
-                        run.status, run.summary = "failed", str(err).splitlines()[0][:300] if str(err) else repr(err)
+                    except Exception as err:  # every failure is reported per stack, then raised
+                        text = str(err).strip()
+                        run.status, run.summary = "failed", (text.splitlines()[0][:300] if text else repr(err))
                         failed.append(run)
                         console.print(f"  ✗ {run.stack}: {run.summary}")
-                # The first failure stops the run: nothing new starts, the running stacks finish.
-                while queue and not failed and len(futures) < parallel:
-                    start(queue.pop(0))
-            for run in queue:
-                run.status = "not started"
+                        continue
+                    run.status = "done"
+                    finished += 1
+                    if journal is not None:
+                        journal.record(run)
+                    console.print(f"  ✓ {run.stack}: {run.summary} ({run.seconds:.0f} s)")
             if failed:
                 break
     for run in runs.values():
