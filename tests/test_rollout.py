@@ -65,7 +65,8 @@ def healthy(arm: FakeArm, app_id: str, state: str = "Healthy") -> None:
 
 def rollout(project: Path, arm: FakeArm, stacks: Stacks, *extra: str) -> int:
     def reader() -> ArmReader:
-        return ArmReader(arm_endpoint=arm.base_url, retry=FAST, transport=RecordingTransport(connection_verify=arm.ca_file))
+        return ArmReader(arm_endpoint=arm.base_url, retry=FAST,
+                         transport=RecordingTransport(connection_verify=arm.ca_file))
 
     return ops_main(["rollout", "--project-dir", str(project), "--bake-minutes", "0", *extra],
                     runner_factory=stacks.factory, arm_factory=reader)
