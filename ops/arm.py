@@ -56,6 +56,10 @@ API_VERSIONS: Final[Mapping[str, str]] = {
     "security": "2021-06-01",  # Defender for Cloud assessments
     "keyVault": "2023-07-01",  # vaults/secrets metadata (attributes.exp), never the value
     "insights": "2018-01-01",  # metricDefinitions
+    # Alerts - Get All at subscription scope: targetResourceGroup, monitorCondition=Fired, timeRange filters
+    # (learn.microsoft.com/rest/api/monitor/alertsmanagement/alerts/get-all).
+    "alertsManagement": "2023-07-12-preview",
+    "containerApps": "2024-03-01",  # containerApps/revisions: active, healthState, runningState
     # Changes: the versions the program deploys these types with (stamps/api_versions.py).
     "storage": "2024-01-01",  # storageAccounts/{name}/restoreBlobRanges, /failover, blobServices/default
     "cosmos": "2025-10-15",  # databaseAccounts (createMode Restore), locations/{l}/restorableDatabaseAccounts

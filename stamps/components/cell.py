@@ -13,7 +13,7 @@ Shared CELLs hold many tenants (row-level tenant column), dedicated CELLs exactl
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -58,9 +58,6 @@ class Shared:
     app_insights_connection_string: pulumi.Input[str] | None = None
     # The tenant directory (Cosmos DB, key auth disabled): CELL apps read it with a data-plane role.
     directory: Directory | None = None
-    # Each primary CELL's storage account, filled in as primaries are declared (before their standbys): a standby
-    # keeps no blobs of its own, it uses its primary's geo-redundant account (see Cell._blob_storage).
-    primary_storage: dict[str, azure.storage.StorageAccount] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -70,6 +67,15 @@ class Directory:
     account_id: pulumi.Input[str]
     endpoint: pulumi.Input[str]
     container_scope: str  # data-plane scope of the tenants container: /dbs/<db>/colls/<container>
+
+
+@dataclass(frozen=True)
+class PrimaryData:
+    """What a standby takes from its primary: the database it replicates and the storage account it uses."""
+
+    database_id: pulumi.Input[str]
+    storage_id: pulumi.Input[str]
+    blob_endpoint: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,7 @@ class Cell(StampsComponent):
     """A CELL instance (primary or standby) with its app, database and storage."""
 
     def __init__(self, name: str, env: Environment, inst: CellInstance, net: CellNetwork, shared: Shared,
-                 primary_database_id: pulumi.Input[str] | None = None,
+                 primary: PrimaryData | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:cell:Cell", name, opts)
         n = env.naming
@@ -183,9 +189,11 @@ class Cell(StampsComponent):
             tags=tags, opts=self.opts(),
         )
         principal = self.identity.principal_id
-        self.storage = self._blob_storage(env, inst, rg, tags, shared, zoned)
+        # A standby keeps no account (self.storage stays None): its blobs are its primary's.
+        self.storage: azure.storage.StorageAccount | None = None
+        self.storage_id, self.blob_endpoint = self._blob_storage(env, inst, rg, tags, shared, zoned, primary)
         roles: list[pulumi.CustomResource] = [
-            self.grant("app-blob-access", self.storage.id, principal, "Storage Blob Data Contributor",
+            self.grant("app-blob-access", self.storage_id, principal, "Storage Blob Data Contributor",
                        shared.subscription_id)]
         if shared.app_insights_id is not None:
             roles.append(self.grant("app-telemetry", shared.app_insights_id, principal, "Monitoring Metrics Publisher",
@@ -208,7 +216,7 @@ class Cell(StampsComponent):
 
         version = cfg.canary.version if cfg.canary else cfg.version
         runtime = Runtime(client_id=self.identity.client_id,
-                          blob_endpoint=self.storage.primary_endpoints.apply(lambda e: e.blob),
+                          blob_endpoint=self.blob_endpoint,
                           telemetry=shared.app_insights_connection_string)
         template = container_template(inst, app, version, runtime)
         self.revision_suffix = template_suffix(version, template)
@@ -304,7 +312,7 @@ class Cell(StampsComponent):
             opts=self.opts(custom_timeouts=SQL_TIMEOUTS),
         )
         self._audit_and_defend(shared)
-        self.database = self._database(env, inst, rg, tags, primary_database_id, zone_choice)
+        self.database = self._database(env, inst, rg, tags, primary.database_id if primary else None, zone_choice)
         self.diagnose(self.database, shared.workspace_id)
         self.restores = [
             azure.sql.Database(
@@ -327,7 +335,7 @@ class Cell(StampsComponent):
                                rg, inst.region, tags)
         # A standby's endpoint reaches its primary's account from the DR region's network (private endpoints may
         # sit in another region than their resource), registered in the DR region's privatelink.blob zone.
-        self.private_endpoint("blob", self.storage.id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
+        self.private_endpoint("blob", self.storage_id, "blob", net.endpoint_subnet_id, net.blob_dns_zone_id,
                                rg, inst.region, tags)
 
         self.fqdn: pulumi.Output[str] = self.app.configuration.apply(
@@ -341,7 +349,7 @@ class Cell(StampsComponent):
                 "revisionSuffix": self.revision_suffix,
                 "sqlServerId": self.sql_server.id,
                 "databaseId": self.database.id,
-                "storageId": self.storage.id,
+                "storageId": self.storage_id,
             }
         )
 
@@ -370,8 +378,9 @@ class Cell(StampsComponent):
         return [w for w in weights if w.weight or w.label == "stable"]  # type: ignore[attr-defined]
 
     def _blob_storage(self, env: Environment, inst: CellInstance, rg: pulumi.Input[str], tags: dict[str, str],
-                      shared: Shared, zoned: bool) -> azure.storage.StorageAccount:
-        """The CELL's blobs: a primary's own account; a standby's is its primary's.
+                      shared: Shared, zoned: bool,
+                      primary: PrimaryData | None) -> tuple[pulumi.Input[str], pulumi.Input[str]]:
+        """The CELL's blobs (account id, blob endpoint): a primary's own account; a standby's is its primary's.
 
         A standby keeps no account of its own (it would be empty on the day it takes over). A primary whose database
         is geo-replicated keeps its blobs geo-redundant (GZRS where the region has zones, else GRS): Azure copies
@@ -385,10 +394,9 @@ class Cell(StampsComponent):
         n = env.naming
         cfg = inst.cell
         if inst.role == "standby":
-            primary = shared.primary_storage.get(inst.name)
             if primary is None:
                 raise ValueError(f"standby CELL {inst.key} needs its primary's storage account")
-            return primary
+            return primary.storage_id, primary.blob_endpoint
         choice = storage_sku(inst.region, zone_redundant=zoned, geo=cfg.standby is not None)
         storage = azure.storage.StorageAccount(
             self.child("st"),
@@ -411,7 +419,7 @@ class Cell(StampsComponent):
             # account failed back, before failback (README, "DR: storage").
             opts=self.opts(ignore_changes=["location", "sku"] if env.failed_over(inst.region) else ["location"]),
         )
-        shared.primary_storage[inst.name] = storage
+        self.storage = storage
         self.diagnose(storage, shared.workspace_id)
         # Versioning + change feed + soft delete are what point-in-time restore of blobs needs; restore stays a
         # day shorter than soft delete (point-in-time-restore-manage).
@@ -434,7 +442,7 @@ class Cell(StampsComponent):
                       resource_uri=pulumi.Output.concat(storage.id, "/blobServices/default"),
                       log_categories=("StorageRead", "StorageWrite", "StorageDelete"), metrics=("Transaction",),
                       depends_on=[blobs])
-        return storage
+        return storage.id, storage.primary_endpoints.apply(lambda e: e.blob)
 
     def _audit_and_defend(self, shared: Shared) -> None:
         """Server-level SQL auditing into Log Analytics, and Microsoft Defender for SQL alerts.
