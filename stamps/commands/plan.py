@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         from stamps.policycheck import check_plans
 
-        return exit_fast(check_plans(plans, console))
+        return exit_fast(check_plans(plans, console, progress=None if args.quiet else sys.stdout))
     return exit_fast(0)
 
 
