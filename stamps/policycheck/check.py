@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from pulumi.runtime.proto import analyzer_pb2
@@ -17,7 +17,8 @@ from stamps.policycheck.wire import analyze_request, stack_resource, stack_resou
 _KINDS = {analyzer_pb2.POLICY_TYPE_RESOURCE: "resource", analyzer_pb2.POLICY_TYPE_STACK: "stack"}
 
 
-def check_plan(plan: Plan, pack_dir: Path | None = None, given: dict[str, PolicyConfig] | None = None, *,
+def check_plan(plan: Plan, pack_dir: Path | None = None, given: dict[str, PolicyConfig] | None = None,
+               only: Collection[str] | None = None, *,
                on_analyze: Callable[[int], None] | None = None) -> PackReport:
     """Start the pack, configure it, analyze every resource and the stack; the pack is stopped on return.
 
@@ -32,6 +33,9 @@ def check_plan(plan: Plan, pack_dir: Path | None = None, given: dict[str, Policy
         info = pack.analyzer_info()
         pack.plugin_version()
         given = given or {}
+        if only is not None:
+            # The others are switched off as a policy config would: the pack reports them as not run.
+            given = {**given, **{p.name: PolicyConfig(level="disabled") for p in info.policies if p.name not in only}}
         effective = policy_config.reconcile(info, given)
         pack.configure(policy_config.to_request(effective))
 
