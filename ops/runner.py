@@ -48,6 +48,7 @@ from ops.stackconfig import (
 )
 from stamps.config.stackfile import bare_stack
 from stamps.errors import OperationFailed, PolicyViolation
+from stamps.stacks.units import split_stack
 
 if TYPE_CHECKING:
     from pulumi.automation import CommandResult, EngineEvent, Stack
@@ -292,7 +293,10 @@ class AutomationRunner:
         self.create_missing = create_missing
         self.stack_name = stack  # as given: the Automation API resolves org/project itself
         self.engine_stack = bare_stack(stack)
-        self.stack_file = stack_file_path(self.project_dir, stack)
+        # A unit stack (`prod.cell.banking.eastus`) is configured by its fleet's file; changes reach its program
+        # as a temporary copy named by $STAMPS_FLEET_FILE (the program reads that file, not --config-file).
+        fleet, self.unit = split_stack(self.engine_stack)
+        self.stack_file = stack_file_path(self.project_dir, fleet if self.unit else stack)
         self._command = pulumi_command
         self._env_vars = dict(env_vars or {})
         self._console = console
@@ -310,6 +314,7 @@ class AutomationRunner:
         with self._config_override(changes) as config_file:
             stack = self._select()
             events = _EventCollector(f"preview {self.stack_name}", self._console, self._show_progress)
+            config_file = self._fleet_file(stack, config_file)
             with events.running():
                 result = self._call("preview", lambda: stack.preview(
                     target=list(targets) if targets else None,
@@ -333,6 +338,7 @@ class AutomationRunner:
         with self._config_override(changes) as config_file:
             stack = self._select()
             events = _EventCollector(f"up {self.stack_name}", self._console, self._show_progress)
+            config_file = self._fleet_file(stack, config_file)
             with events.running():
                 result = self._call("up", lambda: stack.up(
                     message=message[:500],
@@ -395,6 +401,20 @@ class AutomationRunner:
         return None
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _fleet_file(self, stack: Stack, config_file: Path | None) -> Path | None:
+        """For a unit stack, hand the changed fleet file to the program through the workspace's environment
+        (for this runner's calls); what remains to pass as --config-file (nothing, then)."""
+        if self.unit is None:
+            return config_file
+        from stamps.program import FLEET_FILE_ENV
+
+        env = stack.workspace.env_vars
+        if config_file is None:
+            env.pop(FLEET_FILE_ENV, None)
+        else:
+            env[FLEET_FILE_ENV] = str(config_file)
+        return None
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
