@@ -162,3 +162,26 @@ def test_split_state_dry_run_prints_a_verified_sequence(project: Path, capsys: p
     assert "none is created, updated or deleted" in out
     assert out.count("pulumi state move --source prod --dest prod.") == 16
     assert "pulumi stack init prod.global --no-select" in out
+
+
+def test_split_state_runs_the_steps_then_records_the_units_layout(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        failing = len(ran) == 5  # the 5th step fails once: the run stops there and says how to resume
+        return subprocess.CompletedProcess(argv, int(failing), "", "error: backend unavailable" * failing)
+
+    monkeypatch.setattr("ops.playbooks.split_state.subprocess.run", fake_run)
+    assert ops_main(["split-state", "--project-dir", str(project)], runner_factory=lambda *a: None) == 1
+    assert "--from-step 5" in capsys.readouterr().err
+    assert "stamps:layout" not in yaml.safe_load((project / "Pulumi.prod.yaml").read_text())["config"]
+    assert len(ran) == 5
+    before = len(ran)
+    assert ops_main(["split-state", "--project-dir", str(project), "--from-step", "5"],
+                    runner_factory=lambda *a: None) == 0
+    assert ran[before] == ran[4]  # resumed at the failed step
+    assert yaml.safe_load((project / "Pulumi.prod.yaml").read_text())["config"]["stamps:layout"] == "units"
