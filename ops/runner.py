@@ -162,6 +162,8 @@ class Runner(Protocol):
 
     def outputs(self) -> dict[str, Any]: ...
 
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None: ...
+
     def deployed_config(self) -> DeployedConfig | None: ...
 
 
@@ -368,6 +370,21 @@ class AutomationRunner:
                 on_event=events.on_event, on_output=self._on_output, **debug))
         summary = _op_counts(result.summary.resource_changes) or events.summary or {}
         return RunResult("refresh", self.stack_name, ChangeSet(), summary, events.resources, result.stdout)
+
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None:
+        """`pulumi state move` of `urns` from this stack to `dest` (same project): state only, no cloud call.
+
+        Already moved (a re-run after a later step failed) is success: the CLI then finds none of them here.
+        """
+        stack = self._select()
+        ws = stack.workspace
+        env = {**({"PULUMI_HOME": ws.pulumi_home} if ws.pulumi_home else {}), **ws.env_vars}
+        args = ["state", "move", "--source", self.stack_name, "--dest", dest, "--yes", *urns]
+        try:
+            self._call("state move", lambda: ws.pulumi_command.run(args, ws.work_dir, env))
+        except RunnerError as err:
+            if "no resources found to move" not in str(err):
+                raise
 
     def outputs(self) -> dict[str, Any]:
         """Stack outputs; secret ones wrapped in Redacted."""
@@ -592,6 +609,9 @@ class OfflineRunner:
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._plan(self.baseline_text).outputs)
+
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None:
+        """State lives in the backend; offline there is none to move (the plan has no state)."""
 
     def deployed_config(self) -> DeployedConfig | None:
         """None: offline, the stack file is the only record of what is (to be) deployed."""

@@ -21,7 +21,7 @@ from ops.fleetrun import run_stacks
 from ops.runner import ChangeSet, RunResult
 from ops.stackconfig import ConfigEditError, StackConfigFile, apply_changes, stack_lock
 from stamps.errors import OperationFailed
-from stamps.offline.plan import Plan, diff_plans
+from stamps.offline.plan import Plan, diff_plans, type_chain
 from stamps.stacks.fleet import plan_fleet
 from stamps.stacks.planset import print_set_diff
 from stamps.stacks.units import Unit, split_stack
@@ -36,6 +36,20 @@ def changed_stacks(before: list[Plan], after: list[Plan]) -> list[Plan]:
     """The plans of `after` whose stack differs from `before` (new stacks included), in `after`'s order."""
     old = {p.stack: p for p in before}
     return [p for p in after if not diff_plans(old.get(p.stack, Plan(p.project, p.stack, [])), p).is_empty]
+
+
+def state_moves(before: list[Plan], after: list[Plan]) -> dict[tuple[str, str], list[str]]:
+    """Resources a change moves from one stack to another (a tenant's APIM user and subscription when it
+    changes CELL): (source, destination) → their URNs in the source. Moved with `pulumi state move` before
+    any update, they keep their identity (a subscription keeps its keys) instead of being deleted and created."""
+    where_before = {type_chain(r["urn"]): (p.stack, r["urn"]) for p in before for r in p.custom()}
+    moves: dict[tuple[str, str], list[str]] = {}
+    for plan in after:
+        for r in plan.custom():
+            src = where_before.get(type_chain(r["urn"]))
+            if src is not None and src[0] != plan.stack:
+                moves.setdefault((src[0], plan.stack), []).append(src[1])
+    return moves
 
 
 def fleet_outputs(ctx: Context) -> dict[str, Any]:
@@ -82,8 +96,12 @@ def apply_units(ctx: Context, title: str, cfg: StackConfigFile) -> RunResult | N
             raise Refused(f"{title}: the change removes unit stacks ({', '.join(gone)}); remove a CELL or region "
                           "on purpose: `pulumi destroy` then `pulumi stack rm` on each, after its tenants moved")
         changed = changed_stacks(before, after)
+        moves = state_moves(before, after)
         ctx.console.print(f"[bold]{title}[/] — stacks changed: "
                           f"{', '.join(p.stack for p in changed) or 'none'} ({len(changed)} of {len(after)})")
+        for (src, dst), urns in moves.items():
+            ctx.console.print(f"  state move {src} → {dst}: {len(urns)} resources keep their identity "
+                              f"({', '.join(u.rsplit('::', 1)[-1] for u in urns)})")
         print_set_diff(before, after, ctx.console, str(cfg.path.name))
         if ctx.policy_pack is not None and changed:
             _policy(ctx, changed, after, fleet)
@@ -105,6 +123,8 @@ def apply_units(ctx: Context, title: str, cfg: StackConfigFile) -> RunResult | N
             return runner_for(stack).up(edited_cfg).summary_line()
 
         with _locks(ctx.project_dir, [p.stack for p in changed], ctx.playbook):
+            for (src, dst), urns in moves.items():
+                runner_for(src).move_resources(dst, urns)
             try:
                 runs = run_stacks(env, fleet, [u for u in units if isinstance(u, Unit)], up, parallel=4,
                                   console=ctx.console, verb=title)

@@ -106,3 +106,26 @@ def test_a_single_stack_update_is_refused_once_the_fleet_is_units() -> None:
         check_layout("units", "prod", None, preview=False)
     with pytest.raises(ConfigError, match="split-state"):
         check_layout("single", "prod.global", Unit("global"), preview=False)
+
+
+def test_a_tenant_changing_cell_keeps_its_apim_subscription_by_a_state_move(units: Path) -> None:
+    import io
+
+    from rich.console import Console
+
+    from ops.playbooks.base import Context
+
+    fleet = Fleet()
+    ctx = Context(project_dir=units, stack="prod", dry_run=False, runner=None,  # type: ignore[arg-type]
+                  console=Console(file=io.StringIO()), runner_kind="automation",
+                  stack_runner=lambda s: fleet.factory(units, s, False, "automation"))
+    ctx.apply("move fintech-scale", lambda cfg: cfg.set("stamps:tenants[id=fintech-scale].cell", "retail"))
+    calls = fleet.fakes["prod.tenants.shared-smb"].argv()
+    move = next(c for c in calls if c[:2] == ["state", "move"])
+    assert move[:7] == ["state", "move", "--source", "prod.tenants.shared-smb", "--dest", "prod.tenants.retail",
+                        "--yes"]
+    assert sorted(u.rsplit("::", 1)[-1] for u in move[7:]) == ["tenants-sub-fintech-scale",
+                                                              "tenants-user-fintech-scale"]
+    # The move comes first: when the shards update, the subscription is already where it is declared.
+    assert calls.index(move) < next(i for i, c in enumerate(calls) if c[0] == "up")
+    assert set(fleet.order) == {"prod.api", "prod.tenants.shared-smb", "prod.tenants.retail"}
