@@ -8,6 +8,7 @@ must read an output its upstream stack exports, or the engine hands the program 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +186,13 @@ def test_split_state_runs_the_steps_then_records_the_units_layout(project: Path,
                     runner_factory=lambda *a: None) == 0
     assert ran[before] == ran[4]  # resumed at the failed step
     assert yaml.safe_load((project / "Pulumi.prod.yaml").read_text())["config"]["stamps:layout"] == "units"
+
+
+def test_routes_command_walks_the_stack_set_in_every_failover_state(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stamps_main(["routes", "--project-dir", str(ROOT), "--fleet", "--each-failover", "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["failedOver"] for r in reports] == [[], ["eastus"]]
+    assert all(r["plan"].startswith("prod stack set") and r["ok"] for r in reports)
+    # Failed over, every tenant of a protected CELL lands on its standby, across the stacks.
+    landed = {t["tenant"]: t["role"] for t in reports[1]["tenants"] if t["verdict"] == "ok"}
+    assert landed and set(landed.values()) == {"standby"}

@@ -118,17 +118,15 @@ class Context:
 
     def environment(self, cfg: StackConfigFile | None = None) -> Environment:
         """The validated environment of the stack file (or of an edited, unsaved copy of it)."""
-        from stamps.config.loader import decode_stack_values, load_environment
-        from stamps.offline.engine import read_project, read_stack_config
+        from stamps.offline.engine import read_project
+        from stamps.stacks.fleet import load_fleet
 
         cfg = cfg or self.config_file()
         with tempfile.TemporaryDirectory(prefix="stamps-env-") as tmp:
             path = Path(tmp) / f"Pulumi.{self.stack}.yaml"
             path.write_text(cfg.render(), encoding="utf-8")
-            raw, _ = read_stack_config(path)
-        # The program's own decoder: JSON only for keys typed as objects/lists ("4200" stays a string).
-        values = decode_stack_values(raw)
-        return load_environment(read_project(self.project_dir), self.stack, values)
+            # The program's own path from a stack file to the Environment (decoding, validation).
+            return load_fleet(read_project(self.project_dir), self.stack, path)
 
     def outputs(self) -> dict[str, Any]:
         """The deployed stack's outputs (the resource ids Azure reads need), in a dry run too.
