@@ -90,6 +90,7 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
         "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "role-propagation-wait",
         "zone-support", "gateway-certificate-and-role", "keyvault-writes-through-arm",
+        "region-access",
         "traffic-through-api-management", "cells-without-standby",
     }
     assert {k for k, v in levels.items() if v == "mandatory"} == set(levels) - {

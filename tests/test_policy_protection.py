@@ -295,3 +295,13 @@ def test_a_data_plane_write_into_a_firewalled_vault_fails(pack: PolicyPackProces
     found = analyze_stack(pack, vault_stack(writer))
     assert [n for n, _ in found["keyvault-writes-through-arm"]] == ["edge"]
     assert "ForbiddenByFirewall" in found["keyvault-writes-through-arm"][0][1]
+
+
+@pytest.mark.parametrize(("location", "refused"), [("germanynorth", True), ("Switzerland West", True),
+                                                   ("eastus", False), ("global", False)])
+def test_a_resource_in_an_access_restricted_region_fails(pack: PolicyPackProcess, location: str,
+                                                         refused: bool) -> None:
+    found = analyze(pack, res(AN + "keyvault:Vault", "kv", {"location": location, "tags": GOOD_TAGS}))
+    assert ("region-access" in found) is refused
+    if refused:
+        assert "access-restricted" in found["region-access"][0] and "regions-list" in found["region-access"][0]

@@ -73,7 +73,7 @@ def test_prod_plan_passes_every_policy(prod_plan: Plan) -> None:
     assert [(v.policy, v.level, v.name) for v in report.violations] == [
         ("cells-without-standby", "advisory", "cell-shared-smb-eus-app")]
     assert report.exit_code == 0
-    assert len(report.policies) == 33
+    assert len(report.policies) == 34
     assert report.resources == len(prod_plan.resources) + 1  # and the root Stack
 
 

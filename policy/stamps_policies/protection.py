@@ -96,6 +96,17 @@ def _zone_support(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterato
             yield f"sku.name {sku}: {why}"
 
 
+def _region_access(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterator[str]:
+    """No regional resource in an access-restricted region (capabilities.RESTRICTED_REGIONS, cited there)."""
+    if not args.resource_type.startswith("azure-native:"):
+        return
+    cap = _capabilities()
+    region = str(known(lambda: args.props.get("location")) or "").replace(" ", "").lower()
+    if region in cap.RESTRICTED_REGIONS:
+        yield (f"location {region} is an access-restricted region: Azure refuses the deployment until Microsoft "
+               f"grants the subscription access ({cap.RESTRICTED_SOURCE})")
+
+
 # --- Cosmos DB --------------------------------------------------------------------------------------------------
 def _cosmos_network(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterator[str]:
     p = args.props
@@ -332,6 +343,8 @@ def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
         resource_policy("zone-support",
                         "Zones, zone-redundant and geo-redundant storage only in regions that offer them.",
                         None, _zone_support),
+        resource_policy("region-access",
+                        "No regional resource in an access-restricted Azure region.", None, _region_access),
         resource_policy("cosmos-network-restricted",
                         "Cosmos DB accounts are reachable only from restricted networks or private endpoints.",
                         [COSMOS_ACCOUNT], _cosmos_network),
