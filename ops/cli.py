@@ -34,6 +34,7 @@ from stamps.errors import (
 )
 from stamps.errors import UsageError as _UsageError
 from stamps.runlog import RunLog
+from stamps.stacks.units import split_stack
 from stamps.terminal import make_console, quiet_broken_pipe
 
 
@@ -73,7 +74,8 @@ def default_runner(project_dir: Path, stack: str, dry_run: bool, kind: str) -> R
     if dry_run or kind == "offline":
         return OfflineRunner(project_dir, stack)
     pack = project_dir / "policy"
-    return AutomationRunner(project_dir, stack, policy_pack=pack if (pack / "PulumiPolicy.yaml").is_file() else None)
+    return AutomationRunner(project_dir, stack, policy_pack=pack if (pack / "PulumiPolicy.yaml").is_file() else None,
+                            create_missing=split_stack(bare_stack(stack))[1] is not None)
 
 
 def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -120,6 +122,7 @@ def main(argv: Sequence[str] | None = None, *, runner_factory: RunnerFactory = d
                       console=console, actor=args.actor or default_actor(), runner_kind=args.runner,
                       playbook=args.playbook, force=bool(getattr(args, "force", False)), qualified_stack=args.stack,
                       policy_pack=pack if args.policy and (pack / "PulumiPolicy.yaml").is_file() else None,
+                      stack_runner=lambda s: runner_factory(project_dir, s, args.dry_run, args.runner),
                       **seams)
         ctx.preflight()
         # Long playbooks (migrate) lock the stack around each of their updates instead.

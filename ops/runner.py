@@ -285,8 +285,11 @@ class AutomationRunner:
         on_output: Callable[[str], Any] | None = None,
         policy_pack: str | Path | None = None,
         verbose: int = 0,
+        create_missing: bool = False,
     ) -> None:
         self.project_dir = Path(project_dir).resolve()
+        # A fleet's unit stacks are created by their first deployment (`stamps-ops deploy`).
+        self.create_missing = create_missing
         self.stack_name = stack  # as given: the Automation API resolves org/project itself
         self.engine_stack = bare_stack(stack)
         self.stack_file = stack_file_path(self.project_dir, stack)
@@ -411,7 +414,8 @@ class AutomationRunner:
                 pulumi_command=cast("auto.PulumiCommand", self._command) if self._command else None,
                 env_vars=self._env_vars or None,
             )
-            self._stack = self._call("stack select", lambda: auto.select_stack(
+            select = auto.create_or_select_stack if self.create_missing else auto.select_stack
+            self._stack = self._call("stack select", lambda: select(
                 self.stack_name, work_dir=str(self.project_dir), opts=opts))
         return self._stack
 
@@ -482,6 +486,9 @@ class AutomationRunner:
     def _config_override(self, changes: Changes) -> Iterator[Path | None]:
         """A temporary copy of the stack file with the changes, outside the project (nothing to leave behind
         there if this process is killed), or None when the committed file already has them all."""
+        if changes is None:
+            yield None  # the stack as configured (a unit stack may have no file of its own)
+            return
         _, text = self._pending(changes, _change_set(changes))
         if text is None:
             yield None

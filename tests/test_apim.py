@@ -66,7 +66,7 @@ SMALL: dict[str, Any] = {
 PROBE_MAIN = '''
 import pulumi
 from stamps.config.loader import load_environment, read_pulumi_config
-from stamps.program import build
+from stamps.stacks.compose import build_fleet
 
 secret_outputs = {}
 
@@ -76,9 +76,9 @@ def record(args):
     return None
 
 pulumi.runtime.register_stack_transformation(record)
-parts = build(load_environment(pulumi.get_project(), pulumi.get_stack(), read_pulumi_config()))
+parts = build_fleet(load_environment(pulumi.get_project(), pulumi.get_stack(), read_pulumi_config()))
 pulumi.export("probeSecretOutputs", secret_outputs)
-pulumi.export("probeKeys", {t: s.primary_key for t, s in parts["tenants"].subscriptions.items()})
+pulumi.export("probeKeys", {t: s.primary_key for t, s in parts.access.subscriptions.items()})
 '''
 
 

@@ -112,7 +112,9 @@ class FakePulumi:
     def deploy_file(self, path: Path, result: str = "succeeded") -> None:
         """Record an update of the config in `path`, as the backend does after `pulumi up`."""
         config = {}
-        for key, value in (yaml.safe_load(path.read_text()) or {}).get("config", {}).items():
+        # A fleet's unit stack may have no file of its own (its config is the fleet file's).
+        doc = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+        for key, value in doc.get("config", {}).items():
             if isinstance(value, dict) and set(value) == {"secure"}:
                 config[key] = {"secret": True}
             elif isinstance(value, dict | list):

@@ -90,6 +90,8 @@ class Context:
     holds_lock: bool = False  # set while this process holds the stack lock
     qualified_stack: str = ""  # the --stack as given (org/project/stack); `stack` is the bare name
     policy_pack: Path | None = None  # run on the offline plan of every change before it is deployed
+    # The runner of another stack of the fleet (a unit stack: `prod.cell.banking.eastus`), same kind as `runner`.
+    stack_runner: Callable[[str], Runner] | None = None
     # What this run did, for the CLI's verdict: titles of deployed updates, notification channels that failed.
     deployed: list[str] = field(default_factory=list)
     notify_failures: list[str] = field(default_factory=list)

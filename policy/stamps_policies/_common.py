@@ -35,6 +35,8 @@ DIAGNOSTIC_SETTING = "azure-native:monitor:DiagnosticSetting"
 METRIC_ALERT = "azure-native:monitor:MetricAlert"
 SCHEDULED_QUERY_RULE = "azure-native:monitor:ScheduledQueryRule"
 APIM_SERVICE = "azure-native:apimanagement:ApiManagementService"
+TRAFFIC_MANAGER_PROFILE = "azure-native:trafficmanager:Profile"
+APP_GATEWAY_TYPE = "azure-native:network:ApplicationGateway"
 APIM_PRODUCT_POLICY = "azure-native:apimanagement:ProductPolicy"
 CELL_COMPONENT = "stamps:cell:Cell"
 
@@ -124,3 +126,17 @@ def type_chain(urn: str) -> list[str]:
 
 def short_type(type_token: str) -> str:
     return type_token.rsplit(":", 1)[-1]
+
+
+def spans_fleet(resources: Iterable[Any]) -> bool:
+    """Whether a stack holds the fleet (every layer, or several CELL instances): the single-stack layout, or
+    the fleet view `stamps plan --fleet --policy` checks. A fleet-wide policy (stamps.stacks.units.
+    FLEET_WIDE_POLICIES) needs resources of several unit stacks (a CELL and its standby; Front Door, API
+    Management and the gateways); in one unit stack their absence is no finding, so it checks nothing there."""
+    listed = list(resources)
+    types = {r.resource_type for r in listed}
+    if {APIM_SERVICE, TRAFFIC_MANAGER_PROFILE, APP_GATEWAY_TYPE} <= types:
+        return True
+    # A unit stack holds one CELL instance at most: two or more apps of CELLs are a fleet's view.
+    apps = [r for r in listed if r.resource_type == CONTAINER_APP and (safe_tags(r.props) or {}).get("cell")]
+    return len(apps) > 1

@@ -45,6 +45,7 @@ from ._common import (
     safe_tags,
     same,
     short_type,
+    spans_fleet,
 )
 
 RESTORE_MODES = ("PointInTimeRestore", "Restore", "Recovery", "RestoreExternalBackup",
@@ -191,8 +192,11 @@ def _dr(args: StackValidationArgs, report: ReportViolation) -> None:
     standbys = [i for i in topo.instances if i.role == "standby"]
     primary_region = {i.cell: i.region for i in primaries}
 
+    fleet = spans_fleet(args.resources)
     for s in standbys:
-        if s.cell not in primary_region:
+        if not fleet:
+            pass  # a standby's own stack: its primary deploys in another stack
+        elif s.cell not in primary_region:
             report(f"{s.label()} has no primary CELL {s.cell} to stand in for", s.app.urn)
         elif primary_region[s.cell] == s.region:
             report(f"{s.label()} runs in its primary's region: a regional outage takes both", s.app.urn)
@@ -200,6 +204,8 @@ def _dr(args: StackValidationArgs, report: ReportViolation) -> None:
             report(f"{s.label()} has no geo-secondary SQL database (createMode: Secondary) tagged "
                    f"cell={s.cell}, region={s.region}: failing over would lose its data", s.app.urn)
 
+    if not fleet:
+        return
     by_region: dict[str, list[Instance]] = defaultdict(list)
     for p in primaries:
         by_region[p.region].append(p)

@@ -16,7 +16,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from stamps.offline.plan import UNKNOWN as UNKNOWN_MARK  # the plan's marker for a value not known yet
 
-from ._common import ADVISORY, CONTAINER_APP, MANDATORY, safe_tags
+from ._common import ADVISORY, CONTAINER_APP, MANDATORY, safe_tags, spans_fleet
 
 
 def plain(value: Any) -> Any:
@@ -40,6 +40,9 @@ def plain(value: Any) -> Any:
 def _bypass(args: StackValidationArgs, report: ReportViolation) -> None:
     from stamps.routes.walk import Walker
 
+    if not spans_fleet(args.resources):
+        return
+
     resources = [{"type": r.resource_type, "name": r.name, "urn": r.urn, "inputs": plain(r.props)}
                  for r in args.resources]
     walker = Walker(resources, {})
@@ -51,6 +54,8 @@ def _bypass(args: StackValidationArgs, report: ReportViolation) -> None:
 
 def _unprotected(args: StackValidationArgs, report: ReportViolation) -> None:
     """CELLs with no standby: a failover of their region leaves their tenants unreachable until failback."""
+    if not spans_fleet(args.resources):
+        return
     roles: dict[str, dict[str, Any]] = {}
     for r in args.resources:
         if r.resource_type != CONTAINER_APP:

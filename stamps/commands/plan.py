@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stamps.config.stackfile import bare_stack, stack_config_path
 from stamps.errors import UsageError
@@ -14,6 +15,9 @@ from stamps.offline.progress import progress_line
 from stamps.offline.render import print_diff, summary, tree
 from stamps.speedup import exit_fast
 from stamps.terminal import make_console
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _targets(args: argparse.Namespace) -> list[tuple[str, Path | None]]:
@@ -31,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     project_dir = Path(args.project_dir)
     if not (project_dir / "Pulumi.yaml").is_file():
         raise UsageError(f"--project-dir: {project_dir} has no Pulumi.yaml")
+    if args.fleet:
+        return exit_fast(run_fleet(args, console, project_dir))
+    if args.only:
+        raise UsageError("--only: selects units of a fleet; use it with --fleet")
     targets = _targets(args)
     paths = [stack_config_path(project_dir, stack, cfg) for stack, cfg in targets]
     earlier = load_plan(args.against, "--against") if args.against else None  # before --out may overwrite it
@@ -62,9 +70,47 @@ def run(args: argparse.Namespace) -> int:
     return exit_fast(0)
 
 
+def run_fleet(args: argparse.Namespace, console: Console, project_dir: Path) -> int:
+    """Plan a fleet as its stack set, in dependency order in one process: a table per stack and in total."""
+    from stamps.stacks.fleet import fleet_plan_units, plan_fleet
+    from stamps.stacks.planset import load_set, print_set_diff, stack_table, write_set
+
+    fleet = bare_stack(args.fleet, "--fleet")
+    if "." in fleet:
+        raise UsageError(f"--fleet: {fleet!r} is a unit stack; give the fleet's name (the part before the first '.')")
+    if args.stack or (args.config_file and len(args.config_file) > 1):
+        raise UsageError("--fleet: plans one fleet; give either --fleet or --stack, and at most one --config-file")
+    fleet_file = stack_config_path(project_dir, fleet, args.config_file[0] if args.config_file else None)
+    earlier = load_set(args.against, "--against") if args.against else None
+    count = len(fleet_plan_units(project_dir, fleet, fleet_file, args.only or []))
+    with progress_line(sys.stdout, count, enabled=not args.quiet) as progress:
+        plans = plan_fleet(project_dir, fleet, fleet_file, only=args.only or [], on_stack=progress.stack)
+    if args.out:
+        write_set(plans, Path(args.out))
+    if not args.quiet:
+        if args.tree:
+            for plan in plans:
+                console.print(tree(plan))
+        console.print(stack_table(plans, f"{fleet}: stacks in deployment order"))
+    if earlier is not None:
+        print_set_diff(earlier, plans, console, str(args.against))
+    if args.out and not args.quiet:
+        console.print(f"plans written to {args.out}/ (one <stack>.plan.json per stack)")
+    if args.policy:
+        from stamps.policycheck import check_fleet
+
+        return check_fleet(plans, fleet, console)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("plan", help="offline plan of a stack: the resource graph `pulumi preview` would show")
-    p.add_argument("--stack", action="append", help="stack name (repeatable; default: prod)")
+    p.add_argument("--stack", action="append", help="stack name (repeatable; default: prod); a unit stack such "
+                   "as prod.cell.banking.eastus is planned after the stacks it reads")
+    p.add_argument("--fleet", help="plan a fleet as its stack set (one stack per layer, region, CELL instance "
+                   "and tenant shard), in dependency order; --config-file names its fleet file")
+    p.add_argument("--only", action="append", help="with --fleet: a layer (region, cell, edge, tenants) or unit "
+                   "(global, cell.banking.eastus, ...) to plan, after the units it reads (repeatable)")
     p.add_argument("--config-file", action="append", help="stack config file (default: Pulumi.<stack>.yaml)")
     p.add_argument("--project-dir", default=".", help="directory with Pulumi.yaml (default: .)")
     p.add_argument("--out", help="write the plan as JSON (a directory when planning several stacks)")

@@ -290,7 +290,7 @@ class TrafficRouting(StampsComponent):
     """
 
     def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
-                 apim: azure.apimanagement.ApiManagementService, entry_ip_ids: dict[str, pulumi.Output[str]],
+                 apim_gateways: pulumi.Input[dict[str, str]], entry_ip_ids: dict[str, pulumi.Input[str]],
                  workspace_id: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:global:TrafficRouting", name, opts)
         n = env.naming
@@ -346,7 +346,7 @@ class TrafficRouting(StampsComponent):
             session_affinity_state="Disabled",
             opts=self.opts(),
         )
-        gateways = apim_gateways(apim)
+        gateways = pulumi.Output.from_input(apim_gateways)
         self.origins = [
             azure.cdn.AFDOrigin(
                 self.child(f"afd-origin-{region}"),

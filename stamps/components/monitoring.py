@@ -21,13 +21,10 @@ import pulumi
 import pulumi_azure_native as azure
 
 from stamps.components.base import StampsComponent
-from stamps.components.cell import Cell
-from stamps.components.global_layer import Global, TrafficRouting
-from stamps.components.regional import Region
 from stamps.config.errors import ConfigError
 from stamps.config.loader import NAMESPACE
 from stamps.config.regions import region_code
-from stamps.environment import Environment
+from stamps.environment import CellInstance, Environment
 from stamps.monitoring import catalog
 from stamps.monitoring.catalog import AlertRule, EffectiveRule, Layer, ScopeKind
 from stamps.monitoring.dashboards import (
@@ -44,6 +41,7 @@ from stamps.monitoring.dashboards import (
     markdown_settings,
     time_range_metadata,
 )
+from stamps.stacks.contracts import CellOutputs, GlobalOutputs, RegionOutputs, pick
 
 PRIORITIES = ("P0", "P1", "P2", "P3")
 
@@ -111,7 +109,7 @@ class AlertSet(StampsComponent):
     """The catalog's rules of one layer for one scope instance: one alert rule per catalog rule."""
 
     def __init__(self, name: str, env: Environment, layer: Layer, label: str, targets: Sequence[Target],
-                 resource_group_name: pulumi.Input[str], log_location: str, groups: ActionGroups,
+                 resource_group_name: pulumi.Input[str], log_location: str, groups: pulumi.Input[Mapping[str, str]],
                  tags: dict[str, str], enabled: bool, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:monitoring:AlertSet", name, opts)
         self.rule_ids: list[str] = []
@@ -141,7 +139,7 @@ class AlertSet(StampsComponent):
             self.rule_ids.append(rule.id)
         self.register_outputs({"rules": self.rule_ids, "enabled": enabled})
 
-    def _metric_alert(self, rule: AlertRule, eff: EffectiveRule, groups: ActionGroups,
+    def _metric_alert(self, rule: AlertRule, eff: EffectiveRule, groups: pulumi.Input[Mapping[str, str]],
                       common: dict[str, Any]) -> None:
         # One criterion per alert: criteria in `allOf` are ANDed, so merging rules would silence them.
         azure.monitor.MetricAlert(
@@ -159,12 +157,12 @@ class AlertSet(StampsComponent):
                     threshold=eff.criterion_threshold,
                 )],
             ),
-            actions=[azure.monitor.MetricAlertActionArgs(action_group_id=groups.ids[eff.priority])],
+            actions=[azure.monitor.MetricAlertActionArgs(action_group_id=_group(groups, eff.priority))],
             **common,
         )
 
     def _log_alert(self, rule: AlertRule, eff: EffectiveRule, target: Target, location: str,
-                   groups: ActionGroups, common: dict[str, Any]) -> None:
+                   groups: pulumi.Input[Mapping[str, str]], common: dict[str, Any]) -> None:
         azure.monitor.ScheduledQueryRule(
             self.child(rule.id),
             location=location,
@@ -179,9 +177,14 @@ class AlertSet(StampsComponent):
                 failing_periods=azure.monitor.ConditionFailingPeriodsArgs(
                     number_of_evaluation_periods=1, min_failing_periods_to_alert=1),
             )]),
-            actions=azure.monitor.ActionsArgs(action_groups=[groups.ids[eff.priority]]),
+            actions=azure.monitor.ActionsArgs(action_groups=[_group(groups, eff.priority)]),
             **common,
         )
+
+
+def _group(groups: pulumi.Input[Mapping[str, str]], priority: str) -> pulumi.Output[str]:
+    """The action group of a priority, from the global layer's map (in-process or through a StackReference)."""
+    return pick(groups, priority)
 
 
 def _describe(eff: EffectiveRule, label: str) -> str:
@@ -192,77 +195,83 @@ def _describe(eff: EffectiveRule, label: str) -> str:
 
 
 class Monitoring(StampsComponent):
-    """Alerts for every global, regional and CELL resource, plus the global and per-CELL dashboards."""
+    """Alerts for every global, regional and CELL resource, plus the global and per-CELL dashboards.
 
-    def __init__(self, name: str, env: Environment, glob: Global, routing: TrafficRouting,
-                 regions: Mapping[str, Region], opts: pulumi.ResourceOptions | None = None) -> None:
+    Declared in parts, each in the stack that owns what it watches (stamps/stacks/units.py): the action
+    groups with the global layer, a CELL's alerts and dashboard with that CELL, a region's with its edge, the
+    global ones with routing. Every stack declares this component under one name, so alert URNs are the
+    same in the single-stack layout. `done()` registers the outputs, last.
+    """
+
+    def __init__(self, name: str, env: Environment, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:monitoring:Monitoring", name, opts)
-        home = env.primary_regions[0]
-        on = env.config.alerts.enabled
-        self.groups = ActionGroups(self.child("notify"), env, glob.resource_group.name, opts=self.opts())
-        self.alert_sets: list[AlertSet] = [
-            AlertSet(
-                self.child("global"), env, "global", "global",
-                [Target("front-door", routing.front_door.id),
-                 Target("api-management", glob.apim.id), Target("cosmos", glob.cosmos.id),
-                 Target("app-insights", glob.app_insights.id)],
-                glob.resource_group.name, home, self.groups, env.tags("monitoring", region="global"), on,
-                opts=self.opts(),
-            )
-        ] + [
-            # One Traffic Manager profile per primary region: "no healthy endpoint" pages for that region.
-            AlertSet(
-                self.child(f"tm-{primary}"), env, "global", region_code(primary),
-                [Target("traffic-manager", profile.id)],
-                glob.resource_group.name, home, self.groups, env.tags("monitoring", region=primary), on,
-                opts=self.opts(),
-            )
-            for primary, profile in routing.profiles.items()
-        ]
-        for region in regions.values():
-            code = region_code(region.region)
+        self.env = env
+        self.home = env.primary_regions[0]
+        self.alert_sets: list[AlertSet] = []
+        self.dashboards: list[azure.portal.Dashboard] = []
+
+    def done(self) -> None:
+        self.register_outputs({"dashboards": [d.id for d in self.dashboards], "alertSets": len(self.alert_sets)})
+
+    def action_groups(self, resource_group_name: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
+        return ActionGroups(self.child("notify"), self.env, resource_group_name, opts=self.opts()).ids
+
+    def global_alerts(self, glob: GlobalOutputs, front_door_profile_id: pulumi.Input[str],
+                      profiles: Mapping[str, pulumi.Input[str]]) -> None:
+        env, on = self.env, self.env.config.alerts.enabled
+        rg = glob.resource_group_name
+        self.alert_sets.append(AlertSet(
+            self.child("global"), env, "global", "global",
+            [Target("front-door", front_door_profile_id),
+             Target("api-management", glob.apim_id), Target("cosmos", glob.directory_account_id),
+             Target("app-insights", glob.app_insights_id)],
+            rg, self.home, glob.action_groups, env.tags("monitoring", region="global"), on, opts=self.opts(),
+        ))
+        # One Traffic Manager profile per primary region: "no healthy endpoint" pages for that region.
+        for primary, profile_id in profiles.items():
             self.alert_sets.append(AlertSet(
-                self.child(f"region-{region.region}"), env, "regional", code,
-                [Target("app-gateway", region.app_gateway.id), Target("key-vault", region.key_vault.id)],
-                region.resource_group.name, home, self.groups, env.tags("monitoring", region=region.region), on,
-                opts=self.opts(),
+                self.child(f"tm-{primary}"), env, "global", region_code(primary),
+                [Target("traffic-manager", profile_id)],
+                rg, self.home, glob.action_groups, env.tags("monitoring", region=primary), on, opts=self.opts(),
             ))
-            for cell in region.cells:
-                self.alert_sets.append(self._cell_alerts(env, cell, glob, home))
 
-        self.dashboards: list[azure.portal.Dashboard] = [self._global_dashboard(env, glob, regions, home)]
-        for region in regions.values():
-            self.dashboards += [self._cell_dashboard(env, cell, glob) for cell in region.cells]
-        self.register_outputs({"dashboards": [d.id for d in self.dashboards],
-                               "alertSets": len(self.alert_sets)})
+    def region_alerts(self, region: str, glob: GlobalOutputs, net: RegionOutputs,
+                      app_gateway_id: pulumi.Input[str]) -> None:
+        env = self.env
+        self.alert_sets.append(AlertSet(
+            self.child(f"region-{region}"), env, "regional", region_code(region),
+            [Target("app-gateway", app_gateway_id), Target("key-vault", net.key_vault_id)],
+            net.resource_group_name, self.home, glob.action_groups, env.tags("monitoring", region=region),
+            env.config.alerts.enabled, opts=self.opts(),
+        ))
 
-    def _cell_alerts(self, env: Environment, cell: Cell, glob: Global, home: str) -> AlertSet:
-        inst = cell.instance
-        return AlertSet(
+    def cell(self, inst: CellInstance, glob: GlobalOutputs, cell: CellOutputs) -> None:
+        """A CELL instance's alerts and dashboard: they deploy, and wave, with the CELL."""
+        env = self.env
+        self.alert_sets.append(AlertSet(
             self.child(f"cell-{inst.key}"), env, "cell", inst.key,
-            [Target("container-app", cell.app.id),
-             Target("sql-database", cell.database.id, variant=catalog.sql_variant(inst.cell.sql.sku)),
-             Target("storage", cell.storage.id),
-             Target("app-insights", glob.app_insights.id, params={"sql_server": env.naming.sql_server(inst.key)})],
-            cell.resource_group.name, home, self.groups,
+            [Target("container-app", cell.app_id),
+             Target("sql-database", cell.database_id, variant=catalog.sql_variant(inst.cell.sql.sku)),
+             Target("storage", cell.storage_id),
+             Target("app-insights", glob.app_insights_id, params={"sql_server": env.naming.sql_server(inst.key)})],
+            cell.resource_group_name, self.home, glob.action_groups,
             env.tags("monitoring", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role),
             inst.alerts_enabled,
             opts=self.opts(),
-        )
+        ))
+        self.dashboards.append(self._cell_dashboard(inst, glob, cell))
 
-    def _global_dashboard(self, env: Environment, glob: Global, regions: Mapping[str, Region],
-                          home: str) -> azure.portal.Dashboard:
-        dash = global_dashboard(f"dash-stamps-{env.config.environment}-global", env.config.kpis,
-                                list(regions))
-        gateways = {r: reg.app_gateway.id for r, reg in regions.items()}
-        ids = pulumi.Output.all(glob.workspace.id, glob.app_insights.id, pulumi.Output.all(**gateways)).apply(
+    def global_dashboard(self, glob: GlobalOutputs, gateways: Mapping[str, pulumi.Input[str]]) -> None:
+        env = self.env
+        dash = global_dashboard(f"dash-stamps-{env.config.environment}-global", env.config.kpis, list(gateways))
+        ids = pulumi.Output.all(glob.workspace_id, glob.app_insights_id, pulumi.Output.all(**gateways)).apply(
             lambda a: GlobalIds(workspace_id=a[0], app_insights_id=a[1], gateways=dict(a[2]))
         )
-        return self._dashboard(self.child("dash-global"), dash, ids, glob.resource_group.name, home,
-                               env.tags("monitoring", region="global"))
+        self.dashboards.append(self._dashboard(self.child("dash-global"), dash, ids, glob.resource_group_name,
+                                               self.home, env.tags("monitoring", region="global")))
 
-    def _cell_dashboard(self, env: Environment, cell: Cell, glob: Global) -> azure.portal.Dashboard:
-        inst = cell.instance
+    def _cell_dashboard(self, inst: CellInstance, glob: GlobalOutputs, cell: CellOutputs) -> azure.portal.Dashboard:
+        env = self.env
         variant = catalog.sql_variant(inst.cell.sql.sku)
         facts = CellFacts(
             cell=inst.name, key=inst.key, region=inst.region, role=inst.role, model=inst.model,
@@ -271,11 +280,11 @@ class Monitoring(StampsComponent):
             sql_metric="dtu_consumption_percent" if variant == "dtu" else "cpu_percent",
         )
         dash = cell_dashboard(f"dash-stamps-{env.config.environment}-{inst.key}", env.config.kpis, facts)
-        ids = pulumi.Output.all(glob.workspace.id, cell.app.id, cell.database.id, cell.storage.id).apply(
+        ids = pulumi.Output.all(glob.workspace_id, cell.app_id, cell.database_id, cell.storage_id).apply(
             lambda a: CellIds(workspace_id=a[0], app_id=a[1], database_id=a[2], storage_id=a[3])
         )
         return self._dashboard(
-            self.child(f"dash-{inst.key}"), dash, ids, cell.resource_group.name, inst.region,
+            self.child(f"dash-{inst.key}"), dash, ids, cell.resource_group_name, inst.region,
             env.tags("monitoring", region=inst.region, cell=inst.name, tenancy=inst.model, role=inst.role),
         )
 

@@ -10,6 +10,7 @@ for runbooks, and an Application Gateway WAF_v2 (Microsoft DRS 2.2, Prevention) 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_azure_native as azure
@@ -20,6 +21,7 @@ from stamps.config.capabilities import ZONES, zones_for
 from stamps.config.errors import ConfigError
 from stamps.config.slots import RESERVED
 from stamps.environment import CellInstance, Environment
+from stamps.stacks.contracts import RegionOutputs, pick
 
 APPGW_SLOT, ENDPOINT_SLOT, FIRST_CELL_SLOT = 0, 1, RESERVED
 HEALTH_PREFIX = "/health/"
@@ -68,18 +70,46 @@ def cell_slot(env: Environment, cell: str) -> int:
     return FIRST_CELL_SLOT + env.cell_slots[cell]
 
 
-class Region(StampsComponent):
-    """One Azure region of the environment with the CELL instances it hosts."""
+@dataclass(frozen=True)
+class CellEndpoint:
+    """What the gateway needs of a CELL instance it routes to: which instance, and its app's FQDN."""
 
-    def __init__(self, name: str, env: Environment, region: str, shared: Shared,
-                 api_management_ips: pulumi.Input[list[str]],
-                 primary_databases: dict[str, pulumi.Input[str]] | None = None,
+    instance: CellInstance
+    fqdn: pulumi.Input[str]
+
+
+class Region(StampsComponent):
+    """One Azure region of the environment: its network, vault and automation, the CELL instances it hosts
+    and the App Gateway in front of them.
+
+    Declared in parts, because the parts deploy apart (stamps/stacks/units.py): `network` in the region's
+    stack, `cell` once per CELL instance stack, `edge` in the region's edge stack, which needs the CELLs'
+    addresses. Each of those stacks declares this component under the same name, so every resource keeps
+    the URN it has when the whole fleet is one stack. `done()` registers the outputs, last.
+    """
+
+    def __init__(self, name: str, env: Environment, region: str,
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:regional:Region", name, opts)
+        self.env = env
+        self.region = region
+        self.cells: list[Cell] = []
+        # What the gateway must wait for when declared in the same program as the network (the single stack);
+        # across stacks the region's stack has finished before the edge's starts.
+        self.edge_waits: list[pulumi.Resource] = []
+        self.app_gateway: azure.network.ApplicationGateway | None = None
+        self._outputs: dict[str, pulumi.Input[str]] = {}
+
+    def done(self) -> None:
+        self.register_outputs(self._outputs)
+
+    def network(self, shared: Shared) -> RegionOutputs:
+        """The region's stack: network, private DNS, Key Vault, Automation, and the gateway's IP, identity
+        and certificate (in place before any gateway reads them)."""
+        env, region = self.env, self.region
         n = env.naming
         rcfg = env.regions[region]
         tags = env.tags("regional", region=region)
-        self.region = region
         # Zone redundancy of the gateway and its IP: on where the region has zones (stamps/config/capabilities).
         zoned = zones_for(region, rcfg.zone_redundant)
         slots = subnet_slots(rcfg.address_space)
@@ -198,22 +228,6 @@ class Region(StampsComponent):
                                   subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]), zones["cosmos"],
                                   rg, region, tags)
 
-        # --- CELLs of this region ----------------------------------------------------------------------
-        self.cells: list[Cell] = []
-        for inst in instances:
-            net = CellNetwork(
-                subnet_id=subnet_ids.apply(lambda ids, s=f"snet-cell-{inst.name}": ids[s]),
-                vnet_id=self.vnet.id,
-                endpoint_subnet_id=subnet_ids.apply(lambda ids: ids["snet-private-endpoints"]),
-                sql_dns_zone_id=zones["sql"],
-                blob_dns_zone_id=zones["blob"],
-            )
-            primary_db = (primary_databases or {}).get(inst.name) if inst.role == "standby" else None
-            self.cells.append(
-                Cell(f"cell-{inst.key}", env, inst, net, shared, primary_database_id=primary_db,
-                     opts=self.opts())
-            )
-
         # --- Application Gateway WAF_v2 ---------------------------------------------------------------------
         self.public_ip = azure.network.PublicIPAddress(
             self.child("agw-pip"),
@@ -257,10 +271,47 @@ class Region(StampsComponent):
         # The gateway's identity reads the certificate; RBAC grants apply with a delay, so the gateway waits for it.
         self.certificate_access = self.grant("agw-kv-access", cert_vault, self.identity.principal_id,
                                              "Key Vault Secrets User", shared.subscription_id)
+        self.edge_waits = [self.key_vault, self.certificate_access] + ([self.certificate] if self.certificate else [])
+        entry_fqdn: pulumi.Output[str] = self.public_ip.dns_settings.apply(lambda d: (d.fqdn if d else None) or "")
+        self._outputs = {"keyVaultId": self.key_vault.id, "entryFqdn": entry_fqdn}
+        return RegionOutputs(
+            resource_group_name=self.resource_group.name,
+            vnet_id=self.vnet.id,
+            subnet_ids=subnet_ids,
+            dns_zone_ids=zones,
+            key_vault_id=self.key_vault.id,
+            key_vault_uri=self.key_vault.properties.apply(lambda p: p.vault_uri),
+            public_ip_id=self.public_ip.id,
+            entry_fqdn=entry_fqdn,
+            identity_id=self.identity.id,
+        )
+
+    def cell(self, inst: CellInstance, net: RegionOutputs, shared: Shared,
+             primary_database_id: pulumi.Input[str] | None = None) -> Cell:
+        """One CELL instance of this region, in the subnet slot its CELL holds for life."""
+        subnet_ids, zones = net.subnet_ids, net.dns_zone_ids
+        cell_net = CellNetwork(
+            subnet_id=pick(subnet_ids, f"snet-cell-{inst.name}"),
+            vnet_id=net.vnet_id,
+            endpoint_subnet_id=pick(subnet_ids, "snet-private-endpoints"),
+            sql_dns_zone_id=pick(zones, "sql"),
+            blob_dns_zone_id=pick(zones, "blob"),
+        )
+        cell = Cell(f"cell-{inst.key}", self.env, inst, cell_net, shared, primary_database_id=primary_database_id,
+                    opts=self.opts())
+        self.cells.append(cell)
+        return cell
+
+    def edge(self, net: RegionOutputs, cells: list[CellEndpoint], shared: Shared,
+             api_management_ips: pulumi.Input[list[str]]) -> azure.network.ApplicationGateway:
+        """The region's edge stack: the WAF policy and the App Gateway routing to the region's CELLs."""
+        env, region = self.env, self.region
+        n = env.naming
+        tags = env.tags("regional", region=region)
         self.waf_policy = azure.network.WebApplicationFirewallPolicy(
             self.child("waf"),
             policy_name=f"waf-{n.app_gateway(region)}",
-            resource_group_name=rg,
+            resource_group_name=net.resource_group_name,
             location=region,
             policy_settings=azure.network.PolicySettingsArgs(
                 state="Enabled", mode="Prevention", request_body_check=True,
@@ -278,19 +329,14 @@ class Region(StampsComponent):
             tags=tags,
             opts=self.opts(),
         )
-        self.app_gateway = self._app_gateway(env, region, rg, shared, subnet_ids, tags)
+        self.app_gateway = self._app_gateway(net, cells, shared, tags)
         self.diagnose(self.app_gateway, shared.workspace_id)
-        self.entry_fqdn: pulumi.Output[str] = self.public_ip.dns_settings.apply(
-            lambda d: (d.fqdn if d else None) or ""
-        )
-        self.register_outputs(
-            {"appGatewayId": self.app_gateway.id, "entryFqdn": self.entry_fqdn, "keyVaultId": self.key_vault.id}
-        )
+        self._outputs = {**self._outputs, "appGatewayId": self.app_gateway.id}
+        return self.app_gateway
 
-    def _app_gateway(
-        self, env: Environment, region: str, rg: pulumi.Input[str], shared: Shared,
-        subnet_ids: pulumi.Output[dict[str, str]], tags: dict[str, str],
-    ) -> azure.network.ApplicationGateway:
+    def _app_gateway(self, net: RegionOutputs, cells: list[CellEndpoint], shared: Shared,
+                     tags: dict[str, str]) -> azure.network.ApplicationGateway:
+        env, region, rg = self.env, self.region, net.resource_group_name
         n = env.naming
         agw_name = n.app_gateway(region)
 
@@ -307,7 +353,7 @@ class Region(StampsComponent):
         pools = [azure.network.ApplicationGatewayBackendAddressPoolArgs(name="pool-unrouted")]
         settings, probes, rules = [], [], []
 
-        def ready_path(cell: Cell) -> str:
+        def ready_path(cell: CellEndpoint) -> str:
             # The gateway probes what the app's own readiness probe calls (stamps:app.readinessPath).
             app = env.config.app_for(cell.instance.cell)
             return app.readiness_path if app else "/"
@@ -336,8 +382,8 @@ class Region(StampsComponent):
                 backend_http_settings=ref("backendHttpSettingsCollection", f"settings-{key}"),
             )
 
-        for cell in self.cells:
-            inst: CellInstance = cell.instance
+        for cell in cells:
+            inst = cell.instance
             # An isolated CELL's pool is emptied: the gateway stops sending it traffic at once.
             backend(inst.name, [] if inst.isolated else [cell.fqdn], ready_path(cell))
             rules.append(rule(inst.name, f"/cells/{inst.name}/*"))
@@ -345,7 +391,7 @@ class Region(StampsComponent):
         # instances that serve that region's tenants from here, so a Traffic Manager probe on it fails when
         # they all fail, and never lands in the empty default pool.
         for primary in env.primaries_backed_by(region):
-            members = [c for c in self.cells if c.instance.cell.region == primary and not c.instance.isolated]
+            members = [c for c in cells if c.instance.cell.region == primary and not c.instance.isolated]
             if not members:
                 continue
             key = f"health-{primary}"
@@ -358,13 +404,11 @@ class Region(StampsComponent):
         tls = env.config.tls
         cert = tls.certificate_name
         # Versionless: the gateway follows rotations (a new PFX, or a new version in the central vault).
-        secret_id = (self.key_vault.properties.apply(lambda p: tls.secret_id(p.vault_uri))
+        secret_id = (net.key_vault_uri.apply(lambda uri: tls.secret_id(uri))
                      if tls.key_vault_id is None else tls.secret_id())
         # It reads the certificate at creation: it waits for the secret and for its own role assignment
         # (ApplicationGatewayKeyVaultSecretException / LinkedAccessCheckFailed otherwise).
-        waits_for: list[pulumi.Resource] = [self.key_vault, self.certificate_access]
-        if self.certificate is not None:
-            waits_for.append(self.certificate)
+        waits_for = self.edge_waits
         return azure.network.ApplicationGateway(
             self.child("agw"),
             application_gateway_name=agw_name,
@@ -377,17 +421,17 @@ class Region(StampsComponent):
             ),
             identity=azure.network.ManagedServiceIdentityArgs(
                 type="UserAssigned",
-                user_assigned_identities=[self.identity.id],
+                user_assigned_identities=[net.identity_id],
             ),
             firewall_policy=azure.network.SubResourceArgs(id=self.waf_policy.id),
             ssl_policy=azure.network.ApplicationGatewaySslPolicyArgs(
                 policy_type="Predefined", policy_name="AppGwSslPolicy20220101S"
             ),
             gateway_ip_configurations=[azure.network.ApplicationGatewayIPConfigurationArgs(
-                name="gateway-ip", subnet=azure.network.SubResourceArgs(id=subnet_ids.apply(lambda i: i["snet-appgw"])),
+                name="gateway-ip", subnet=azure.network.SubResourceArgs(id=pick(net.subnet_ids, "snet-appgw")),
             )],
             frontend_ip_configurations=[azure.network.ApplicationGatewayFrontendIPConfigurationArgs(
-                name="frontend-public", public_ip_address=azure.network.SubResourceArgs(id=self.public_ip.id),
+                name="frontend-public", public_ip_address=azure.network.SubResourceArgs(id=net.public_ip_id),
             )],
             frontend_ports=[azure.network.ApplicationGatewayFrontendPortArgs(name="https", port=443)],
             ssl_certificates=[azure.network.ApplicationGatewaySslCertificateArgs(

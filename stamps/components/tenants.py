@@ -13,12 +13,16 @@ Subscription keys are secrets and are never exported; ops reads one at run time 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pulumi
 import pulumi_azure_native as azure
 
 from stamps import apim_policy as policy
 from stamps.components.base import StampsComponent
+from stamps.config.model import TenantConfig
 from stamps.environment import Environment
+from stamps.stacks.contracts import ApiOutputs, pick
 
 API_ID, API_PATH = "tenant-api", "tenant"
 # Wildcard operations: without an operation APIM answers 404 before any policy runs. HEAD/OPTIONS are
@@ -34,11 +38,23 @@ class TenantAccess(StampsComponent):
     """API Management products, the tenant API and one user + subscription per tenant."""
 
     def __init__(self, name: str, env: Environment, resource_group_name: pulumi.Input[str],
-                 service_name: pulumi.Input[str], front_door_id: pulumi.Input[str],
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+                 service_name: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:tenants:TenantAccess", name, opts)
+        self.env = env
+        self.common: dict[str, pulumi.Input[str]] = {"resource_group_name": resource_group_name,
+                                                     "service_name": service_name}
+        self.tenant_index: dict[str, dict[str, object]] = {}
+        self.subscriptions: dict[str, azure.apimanagement.Subscription] = {}
+        self.routing_names: list[str] = []
+        self._outputs: dict[str, object] = {}
+
+    def done(self) -> None:
+        self.register_outputs({**self._outputs, "tenants": self.tenant_index})
+
+    def api(self, front_door_id: pulumi.Input[str]) -> ApiOutputs:
+        """The api stack: what every tenant shares (routing map, CELL backends, the API, tier products)."""
+        env, common = self.env, self.common
         am = azure.apimanagement
-        common = {"resource_group_name": resource_group_name, "service_name": service_name}
 
         # --- Routing map: data, so moving or freezing a tenant changes one named value -------------------
         values = policy.routing_values(routes(env))
@@ -94,7 +110,7 @@ class TenantAccess(StampsComponent):
         ]
 
         # --- The tenant API ------------------------------------------------------------------------------
-        self.api = am.Api(
+        self.api_resource = am.Api(
             self.child("api"),
             api_id=API_ID,
             display_name="Tenant API",
@@ -112,7 +128,7 @@ class TenantAccess(StampsComponent):
         for method in OPERATION_METHODS:
             am.ApiOperation(
                 self.child(f"op-{method.lower()}"),
-                api_id=self.api.name,
+                api_id=self.api_resource.name,
                 operation_id=f"{method.lower()}-all",
                 display_name=f"{method} /*",
                 method=method,
@@ -122,7 +138,7 @@ class TenantAccess(StampsComponent):
             )
         self.api_policy = am.ApiPolicy(
             self.child("api-policy"),
-            api_id=self.api.name,
+            api_id=self.api_resource.name,
             policy_id="policy",
             format=am.PolicyContentFormat.XML,
             value=policy.api_policy(names),
@@ -159,15 +175,25 @@ class TenantAccess(StampsComponent):
             am.ProductApi(
                 self.child(f"product-{tier.name}-api"),
                 product_id=product.name,
-                api_id=self.api.name,
+                api_id=self.api_resource.name,
                 opts=self.opts(),
                 **common,
             )
             self.products[tier.name] = product
 
-        # --- Per tenant: a user and its subscription (exactly two resources) -----------------------------
-        self.subscriptions: dict[str, am.Subscription] = {}
-        for t in env.config.tenants:
+        self.routing_names = names
+        self._outputs = {"apiId": self.api_resource.id, "routingNamedValues": names}
+        return ApiOutputs(
+            api_id=self.api_resource.id,
+            product_ids={t: p.id for t, p in self.products.items()},
+            routing_named_values=pulumi.Output.from_input(names),
+        )
+
+    def tenants(self, tenants: list[TenantConfig], product_ids: pulumi.Input[Mapping[str, str]]) -> None:
+        """A tenants stack (one per CELL): exactly two resources per tenant, a user and its subscription."""
+        env, common = self.env, self.common
+        am = azure.apimanagement
+        for t in tenants:
             user = am.User(
                 self.child(f"user-{t.id}"),
                 user_id=policy.user_id(t.id),
@@ -184,7 +210,7 @@ class TenantAccess(StampsComponent):
                 self.child(f"sub-{t.id}"),
                 sid=policy.subscription_id(t.id),
                 display_name=f"{t.id} - {t.tier} tier",
-                scope=self.products[t.tier].id,
+                scope=pick(product_ids, t.tier),
                 owner_id=user.id,
                 state=am.SubscriptionState.ACTIVE,
                 allow_tracing=False,  # tracing would expose policy internals to the tenant
@@ -193,20 +219,10 @@ class TenantAccess(StampsComponent):
                 opts=self.opts(additional_secret_outputs=["primaryKey", "secondaryKey"]),
                 **common,
             )
-
-        self.tenant_index: dict[str, dict[str, object]] = {
-            t.id: {
+            self.tenant_index[t.id] = {
                 "subscriptionId": policy.subscription_id(t.id),
                 "userId": policy.user_id(t.id),
                 "productId": policy.product_id(t.tier),
                 "cell": env.tenant_cells[t.id],
                 "frozen": t.frozen,
             }
-            for t in env.config.tenants
-        }
-        self.routing_names = names
-        self.register_outputs({
-            "apiId": self.api.id,
-            "routingNamedValues": names,
-            "tenants": self.tenant_index,
-        })

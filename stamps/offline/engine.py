@@ -34,6 +34,7 @@ _RESOURCE_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
 _OUTPUT_SIG = "d0e6a833031e9bbcd3f4e8bde6ca49a4"
 
 _lock = threading.Lock()
+ORGANIZATION = "organization"
 
 
 def _clean(value: Any) -> Any:
@@ -122,12 +123,16 @@ def plan_stack(
     config_file: Path | None = None,
     *,
     on_register: Callable[[int], None] | None = None,
+    fleet_file: Path | None = None,
+    stack_outputs: dict[str, dict[str, Any]] | None = None,
 ) -> Plan:
     """Run the project's `__main__.py` for `stack` under mocks; raises the program's errors unchanged.
 
-    `on_register(n)` is called (on the SDK's executor threads) after each resource registration with the
-    number registered so far. The offline-only SDK shortcuts (`speedup.plan_shortcuts`) are active for
-    the run and restored afterwards.
+    A unit stack (`prod.cell.banking.eastus`, stamps/stacks/units.py) reads the fleet file (`fleet_file`,
+    default `Pulumi.<fleet>.yaml`) and its own stack file if it has one; its StackReferences read
+    `stack_outputs` (bare stack name → outputs of an earlier plan). `on_register(n)` is called (on the SDK's
+    executor threads) after each resource registration with the number registered so far. The offline-only
+    SDK shortcuts (`speedup.plan_shortcuts`) are active for the run and restored afterwards.
     """
     import pulumi
     from pulumi.runtime import settings
@@ -135,10 +140,24 @@ def plan_stack(
     from pulumi.runtime.stack import wait_for_rpcs
     from pulumi.runtime.sync_await import _sync_await
 
+    from stamps.program import FLEET_FILE_ENV
+    from stamps.stacks.units import split_stack
+
     project_dir = Path(project_dir).resolve()
     project = read_project(project_dir)
-    config_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
-    values, secret_keys = read_stack_config(config_file)
+    fleet, unit = split_stack(stack)
+    own_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
+    if unit is not None and config_file is None and not own_file.is_file():
+        values, secret_keys = {}, []  # a unit stack needs no file of its own: the fleet file defines it
+    else:
+        values, secret_keys = read_stack_config(own_file)
+    if unit is not None:
+        # Checked here, so a missing fleet file is named before the program runs.
+        default = project_dir / f"Pulumi.{fleet}.yaml"
+        read_stack_config(Path(fleet_file) if fleet_file else default)
+        # The default is found by the program itself (as under the CLI): only another file needs the variable.
+        if fleet_file is not None and Path(fleet_file).resolve() == default:
+            fleet_file = None
     # A clone ships no secrets (they come from `pulumi config set --secret` or ESC). Offline only, an absent
     # one is a redacted placeholder, so the plan still shows where it goes; the CLI reports it as missing.
     for key in SECRET_KEYS:
@@ -146,12 +165,15 @@ def plan_stack(
             values[f"{NAMESPACE}:{key}"] = SECRET
             secret_keys.append(f"{NAMESPACE}:{key}")
 
-    with _lock, _program_path(project_dir), speedup.plan_shortcuts():
-        mocks = AzureMocks()
+    with _lock, _program_path(project_dir), speedup.plan_shortcuts(), _environ(
+            FLEET_FILE_ENV, str(Path(fleet_file).resolve()) if fleet_file else None):
+        mocks = AzureMocks(stack_outputs)
         monitor = _recording_monitor(mocks, on_register)
         # Fresh SDK state per run: root stack, settings and config from an earlier plan must not leak.
-        settings.reset_options(project=project, stack=stack, preview=True)
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor)
+        # "organization" is what DIY backends report; StackReferences name `<org>/<project>/<stack>`.
+        settings.reset_options(project=project, stack=stack, preview=True, organization=ORGANIZATION)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=True, monitor=monitor,
+                                 organization=ORGANIZATION)
         set_all_config(values, secret_keys)
         try:
             runpy.run_path(str(project_dir / "__main__.py"), run_name="__main__")
@@ -164,6 +186,22 @@ def plan_stack(
     # Sorted by URN: registration order follows when inputs resolved; a plan file must diff cleanly.
     resources = sorted(monitor.requests, key=lambda r: r["urn"])
     return Plan(project=project, stack=stack, resources=resources, outputs=outputs)
+
+
+@contextmanager
+def _environ(name: str, value: str | None) -> Iterator[None]:
+    saved = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = saved
 
 
 async def _resolve_outputs(outputs: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import pulumi
 
+from stamps.errors import UsageError
+
 SUBSCRIPTION_ID = "00000000-0000-4000-8000-00000000c0de"
 TENANT_ID = "00000000-0000-4000-8000-0000000a11ce"
 DEPLOYER_OBJECT_ID = "00000000-0000-4000-8000-00000000d3e7"
@@ -109,12 +111,22 @@ def _short(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()[:10]
 
 
+STACK_REFERENCE = "pulumi:pulumi:StackReference"
+
+
+class StackReferenceError(UsageError):
+    """A unit stack references a stack that was not planned before it."""
+
+
 class AzureMocks(pulumi.runtime.Mocks):
     """Returns inputs plus Azure-shaped computed outputs; remembers state by id for cross-references."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
         self.by_id: dict[str, dict[str, Any]] = {}
         self.unmapped: set[str] = set()
+        # Outputs of the stacks planned before this one (bare stack name → outputs): what a StackReference
+        # reads when a fleet's stacks are planned in dependency order.
+        self.stack_outputs = stack_outputs if stack_outputs is not None else {}
 
     def arm_id(self, typ: str, name: str, inputs: dict[str, Any]) -> str:
         template = ARM_IDS.get(typ)
@@ -130,6 +142,8 @@ class AzureMocks(pulumi.runtime.Mocks):
             return template.format(**fields, **missing)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == STACK_REFERENCE:
+            return self._stack_reference(str(args.inputs.get("name", "")))
         if not args.custom:
             return "", dict(args.inputs)
         rid = self.arm_id(args.typ, args.name, args.inputs)
@@ -144,6 +158,20 @@ class AzureMocks(pulumi.runtime.Mocks):
         state.update(self._computed(args.typ, rid, state))
         self.by_id[rid] = state
         return rid, state
+
+    def _stack_reference(self, name: str) -> tuple[str, dict[str, Any]]:
+        """A StackReference reads the referenced stack's outputs, as the engine does after that stack's `up`."""
+        from stamps.offline.plan import SECRET
+
+        bare = name.rsplit("/", 1)[-1]
+        if bare not in self.stack_outputs:
+            # The engine fails the same way when the referenced stack does not exist (yet).
+            raise StackReferenceError(f"stack reference {name!r}: stack {bare!r} has not been planned (deployed) "
+                                      "before it; plan the fleet's stacks in order (`stamps plan --stack <fleet>."
+                                      "<unit>` plans its upstream stacks first)")
+        outputs = self.stack_outputs[bare]
+        return name, {"name": name, "outputs": outputs,
+                      "secretOutputNames": sorted(k for k, v in outputs.items() if v == SECRET)}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         # A plain dict means "no check failures" to the mock monitor.

@@ -49,6 +49,23 @@ class Plan:
         return [r for r in self.resources if r["custom"]]
 
 
+def merge_plans(plans: list[Plan], stack: str) -> Plan:
+    """A fleet's stack set as one plan (every stack's resources, outputs merged): what checks over the whole
+    fleet read, such as `stamps routes`, whose paths cross stacks."""
+    if not plans:
+        raise ValueError("no plans to merge")
+    outputs: dict[str, Any] = {}
+    for p in plans:
+        outputs.update(p.outputs)
+    return Plan(plans[0].project, stack, [r for p in plans for r in p.resources], outputs)
+
+
+def type_chain(urn: str) -> str:
+    """`urn:pulumi:<stack>::<project>::<types>::<name>` → `<types>::<name>`: a resource's identity in every
+    stack layout of a fleet (`pulumi state move` rewrites the stack part only)."""
+    return urn.split("::", 2)[2]
+
+
 def key(resource: dict[str, Any]) -> tuple[str, str]:
     """Resources are matched across plans by (type, name), as URNs encode the parent chain."""
     return (resource["type"], resource["name"])

@@ -34,8 +34,39 @@ def check_plans(plans: Sequence[Plan], console: Console, *, pack_dir: Path | Non
     return code
 
 
+def check_fleet(plans: Sequence[Plan], fleet: str, console: Console, *, pack_dir: Path | None = None,
+                config_file: Path | None = None) -> int:
+    """The pack on each stack of a fleet (as `pulumi up --policy-pack` runs it per stack), then its fleet-wide
+    policies on the fleet view: every stack's resources in one plan. 3 on any mandatory violation, else 0."""
+    from stamps.offline.plan import merge_plans
+    from stamps.stacks.units import FLEET_WIDE_POLICIES
+
+    given = load_config(config_file) if config_file else {}
+    pack = Path(pack_dir) if pack_dir else find_pack()
+    code = check_plans(plans, console, pack_dir=pack, config_file=config_file)
+    view = merge_plans(list(plans), f"{fleet} (fleet view)")
+    # Every other policy already ran on the stack that owns its resources; across stacks they would see
+    # dependencies the engine keeps per stack as missing.
+    report = check_plan(view, pack, given, only=FLEET_WIDE_POLICIES)
+    render(report, console)
+    return max(code, report.exit_code)
+
+
 __all__ = [
-    "EXIT_OK", "EXIT_POLICY", "PackProject", "PackReport", "PolicyConfig", "PolicyConfigError", "PolicyPackError",
-    "PolicyPackProcess", "StackContext", "Violation", "check_plan", "check_plans", "find_pack", "load_config",
+    "EXIT_OK",
+    "EXIT_POLICY",
+    "PackProject",
+    "PackReport",
+    "PolicyConfig",
+    "PolicyConfigError",
+    "PolicyPackError",
+    "PolicyPackProcess",
+    "StackContext",
+    "Violation",
+    "check_fleet",
+    "check_plan",
+    "check_plans",
+    "find_pack",
+    "load_config",
     "render",
 ]

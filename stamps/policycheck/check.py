@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 from pulumi.runtime.proto import analyzer_pb2
@@ -17,7 +18,7 @@ _KINDS = {analyzer_pb2.POLICY_TYPE_RESOURCE: "resource", analyzer_pb2.POLICY_TYP
 
 
 def check_plan(plan: Plan, pack_dir: Path | None = None,
-               given: dict[str, PolicyConfig] | None = None) -> PackReport:
+               given: dict[str, PolicyConfig] | None = None, only: Collection[str] | None = None) -> PackReport:
     """Start the pack, configure it, analyze every resource and the stack; the pack is stopped on return."""
     project = PackProject.load(pack_dir or find_pack())
     resources = [stack_resource(plan), *plan.resources]
@@ -28,6 +29,9 @@ def check_plan(plan: Plan, pack_dir: Path | None = None,
         info = pack.analyzer_info()
         pack.plugin_version()
         given = given or {}
+        if only is not None:
+            # The others are switched off as a policy config would: the pack reports them as not run.
+            given = {**given, **{p.name: PolicyConfig(level="disabled") for p in info.policies if p.name not in only}}
         effective = policy_config.reconcile(info, given)
         pack.configure(policy_config.to_request(effective))
 
