@@ -214,4 +214,5 @@ def test_plan_fleet_writes_a_plan_per_stack_and_diffs_per_stack(tmp_path: Path,
     text = capsys.readouterr().out
     # Scaling a CELL changes its primary's stack only (its standby keeps its own size until a failover).
     assert "17 of 18 stacks unchanged" in text
-    assert "prod.cell.retail.eastus" in text and "prod.cell.retail.westus" not in text
+    diffs = text.split(" with ", 1)[1]  # after the stacks table's caption: the per-stack diffs
+    assert "prod.cell.retail.eastus" in diffs and "prod.cell.retail.westus" not in diffs
