@@ -41,6 +41,17 @@ def scale(cfg: dict[str, Any]) -> None:
 CHANGES: dict[str, Edit] = {"onboard a tenant": onboard, "fail over one region": failover, "scale one CELL": scale}
 
 
+def pinned(doc: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """Every tenant with the CELL placement gives it, as a fleet onboarded by `stamps-ops onboard` has: unpinned
+    tenants are re-placed in config order, so adding one would move others (and their data would stay behind)."""
+    from stamps.stacks.fleet import load_fleet
+
+    env = load_fleet("stamps", "prod", write(doc, directory, "unpinned"))
+    for t in doc["config"]["stamps:tenants"]:
+        t["cell"] = env.tenant_cells[t["id"]]
+    return doc
+
+
 def write(doc: dict[str, Any], directory: Path, name: str) -> Path:
     path = directory / f"Pulumi.{name}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
@@ -57,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="right" if col != "change" else "left")
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(","):
-            base = fleet_doc(size)
+            base = pinned(fleet_doc(size), Path(tmp))
             base_file = write(base, Path(tmp), f"{size.lower()}-base")
             single_before = plan_stack(ROOT, "prod", config_file=base_file)
             set_before = plan_fleet(ROOT, "prod", base_file)
