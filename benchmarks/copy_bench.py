@@ -29,9 +29,9 @@ deferred WAL checkpoints measured no faster. Verification ≈ 1× the bulk path,
 order_items on a composite key (an index probe plus a row fetch per side per row); without comparing
 content that join alone costs 0.05 s, so exact verification by join cannot fall much below 0.1 s
 here. The bulk path's own time plus that verification already make ≈ 0.5×, so the ratio stays near
-0.35-0.4× while foreign-key enforcement and per-batch commits stay. Splitting the join over threads measured slower (SQLite's
-shared allocator), a merged sorted stream (UNION ALL … ORDER BY) or EXCEPT no faster, and
-concatenated row texts compared in Python twice as slow.
+0.35-0.4× while foreign-key enforcement and per-batch commits stay. Splitting the join over threads
+measured slower (SQLite's shared allocator), a merged sorted stream (UNION ALL … ORDER BY) or EXCEPT
+no faster, and concatenated row texts compared in Python twice as slow.
 
 SQL Server is not measured here (no server on the benchmark VM). Its path writes each batch with
 one ``executemany`` through pyodbc's ``fast_executemany`` (set by ``ops.migration.as_engine``;
