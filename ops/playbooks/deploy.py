@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ops.fleetrun import Journal, run_stacks, waves
+from ops.fleetrun import Journal, run_stacks
 from ops.playbooks.base import Context
 from stamps.errors import UsageError
 from stamps.stacks.fleet import plan_fleet
 from stamps.stacks.planset import stack_table
-from stamps.stacks.units import select, split_stack
+from stamps.stacks.units import select, split_stack, waves
 
 
 def fleet_of(ctx: Context) -> str:

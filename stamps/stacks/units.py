@@ -21,6 +21,7 @@ Every resource has the same URN type chain and name in both layouts; only the st
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -134,6 +135,23 @@ def _instance(env: Environment, unit: Unit):  # type: ignore[no-untyped-def]
 def dependents(env: Environment, unit: Unit) -> list[Unit]:
     """Units that read `unit`'s outputs: what may need an update after it changes."""
     return [u for u in units(env) if unit in needs(env, u)]
+
+
+def waves(env: Environment, chosen: Sequence[Unit]) -> list[list[Unit]]:
+    """`chosen` grouped so every unit comes after the chosen units it reads (units outside `chosen` are
+    taken as deployed): each group can run in parallel."""
+    chosen_set = set(chosen)
+    depth: dict[Unit, int] = {}
+
+    def level(u: Unit) -> int:
+        if u not in depth:
+            depth[u] = 1 + max((level(d) for d in needs(env, u) if d in chosen_set), default=-1)
+        return depth[u]
+
+    out: dict[int, list[Unit]] = {}
+    for u in chosen:
+        out.setdefault(level(u), []).append(u)
+    return [out[k] for k in sorted(out)]
 
 
 def select(env: Environment, only: list[str]) -> list[Unit]:
