@@ -371,7 +371,7 @@ class AutomationRunner:
     def deployed_config(self) -> DeployedConfig | None:
         """The config of the last update in the stack's history (None: the stack was never updated)."""
         stack = self._select()
-        history = self._call("stack history", lambda: stack.history(page_size=10, show_secrets=False))
+        history = self._call("stack history", lambda: self._history(stack))
         for entry in history:
             if entry.kind not in ("update", "destroy", "import"):
                 continue  # previews and refreshes do not change what the program deployed
@@ -395,6 +395,9 @@ class AutomationRunner:
         return None
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _history(self, stack: Any) -> Any:
+        return stack.history(page_size=10, show_secrets=False)
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}

@@ -162,5 +162,5 @@ def test_bad_arguments_exit_2_naming_the_argument(argv: list[str], arg: str,
 def test_the_order_check_catches_a_wave_that_skips_its_upstream() -> None:
     doc = yaml.safe_load((ROOT / wf.workflow_path("prod")).read_text())
     doc["jobs"]["wave-5"]["needs"] = ["wave-3"]  # edge.westus before the standby CELLs of westus
-    with pytest.raises(AssertionError, match="edge.westus"):
+    with pytest.raises(AssertionError, match=r"edge\.westus"):
         check_order(doc, prod(), "prod")
