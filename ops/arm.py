@@ -53,6 +53,10 @@ API_VERSIONS: Final[Mapping[str, str]] = {
     "security": "2021-06-01",  # Defender for Cloud assessments
     "keyVault": "2023-07-01",  # vaults/secrets metadata (attributes.exp), never the value
     "insights": "2018-01-01",  # metricDefinitions
+    # Alerts - Get All at subscription scope: targetResourceGroup, monitorCondition=Fired, timeRange filters
+    # (learn.microsoft.com/rest/api/monitor/alertsmanagement/alerts/get-all).
+    "alertsManagement": "2023-07-12-preview",
+    "containerApps": "2024-03-01",  # containerApps/revisions: active, healthState, runningState
 }
 
 # Reads only: a Cost Management query is a POST but idempotent, so it is retried like a GET (azure-core

@@ -75,9 +75,11 @@ class Journal:
 
 
 def run_stacks(env: Environment, fleet: str, chosen: Sequence[Unit], action: StackAction, *, parallel: int,
-               console: Console, journal: Journal | None = None, verb: str = "up") -> list[StackRun]:
+               console: Console, journal: Journal | None = None, verb: str = "up",
+               finish: bool = True) -> list[StackRun]:
     """Run `action` on each chosen unit's stack, wave by wave; raises OperationFailed at the first failure
-    (after the running stacks finished), with the per-stack report printed."""
+    (after the running stacks finished), with the per-stack report printed. `finish=False` keeps the journal
+    when this is one part of a longer run (a rollout's wave)."""
     runs = {u: StackRun(u, u.stack(fleet)) for u in chosen}
     if journal is not None:
         for run in runs.values():
@@ -128,7 +130,7 @@ def run_stacks(env: Environment, fleet: str, chosen: Sequence[Unit], action: Sta
         raise OperationFailed(f"{verb} stopped: {', '.join(r.stack for r in failed)} failed; "
                               f"{sum(r.status in ('done', 'done earlier') for r in runs.values())} of {total} stacks "
                               "are done. Fix the cause and re-run the same command: it resumes after the done stacks")
-    if journal is not None:
+    if journal is not None and finish:
         journal.finish()
     return list(runs.values())
 

@@ -14,7 +14,7 @@ import pulumi
 
 from stamps.config.loader import load_environment, read_pulumi_config
 from stamps.stacks.compose import Parts, build_fleet, build_unit
-from stamps.stacks.fleet import fleet_values
+from stamps.stacks.fleet import fleet_values, load_fleet_environment
 from stamps.stacks.units import check, split_stack
 
 FLEET_FILE_ENV = "STAMPS_FLEET_FILE"
@@ -33,5 +33,5 @@ def run() -> Parts:
     # The unit stack's own config (secrets set on it, an ESC environment) overrides the fleet file.
     path = Path(os.environ.get(FLEET_FILE_ENV) or f"Pulumi.{fleet}.yaml")
     values = fleet_values(path, arg=FLEET_FILE_ENV if os.environ.get(FLEET_FILE_ENV) else "stack")
-    env = load_environment(pulumi.get_project(), fleet, {**values, **read_pulumi_config()})
+    env = load_fleet_environment(pulumi.get_project(), fleet, {**values, **read_pulumi_config()})
     return build_unit(env, fleet, check(env, unit, arg=f"stack {pulumi.get_stack()}"))

@@ -3,5 +3,5 @@
 # Module names under ops.playbooks, each exposing `register(subparsers)`.
 PLAYBOOKS: tuple[str, ...] = (
     "onboard", "failover", "isolate", "restore", "release", "migrate", "scale", "maintenance", "incident",
-    "split_state", "deploy",
+    "split_state", "deploy", "rollout",
 )

@@ -129,9 +129,14 @@ def short_type(type_token: str) -> str:
 
 
 def spans_fleet(resources: Iterable[Any]) -> bool:
-    """Whether a stack holds every layer: the single-stack layout, or the fleet view `stamps plan --fleet
-    --policy` checks. A fleet-wide policy (stamps.stacks.units.FLEET_WIDE_POLICIES) needs resources of several
-    unit stacks (a CELL and its standby, Front Door and API Management and the gateways); in one unit stack
-    the absence of the others is no finding, so it checks nothing there and runs on the fleet view instead."""
-    types = {r.resource_type for r in resources}
-    return {APIM_SERVICE, TRAFFIC_MANAGER_PROFILE, APP_GATEWAY_TYPE} <= types
+    """Whether a stack holds the fleet (every layer, or several CELL instances): the single-stack layout, or
+    the fleet view `stamps plan --fleet --policy` checks. A fleet-wide policy (stamps.stacks.units.
+    FLEET_WIDE_POLICIES) needs resources of several unit stacks (a CELL and its standby; Front Door, API
+    Management and the gateways); in one unit stack their absence is no finding, so it checks nothing there."""
+    listed = list(resources)
+    types = {r.resource_type for r in listed}
+    if {APIM_SERVICE, TRAFFIC_MANAGER_PROFILE, APP_GATEWAY_TYPE} <= types:
+        return True
+    # A unit stack holds one CELL instance at most: two or more apps of CELLs are a fleet's view.
+    apps = [r for r in listed if r.resource_type == CONTAINER_APP and (safe_tags(r.props) or {}).get("cell")]
+    return len(apps) > 1

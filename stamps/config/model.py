@@ -390,6 +390,15 @@ class Projection(Section):
     tenant_growth_percent: float = Field(0, ge=0, le=10_000)
 
 
+class RolloutConfig(Section):
+    """How `stamps-ops rollout` applies an infrastructure change to the CELL stacks: canary CELL first, then
+    waves of these sizes (the last size repeats until every CELL is done), each followed by a health gate."""
+
+    canary: Id | None = Field(None, description="the CELL updated first (default: the first CELL in stamps:cells)")
+    wave_sizes: list[Annotated[int, Field(ge=1, le=1000)]] = Field(default_factory=lambda: [1, 2, 4], min_length=1)
+    bake_minutes: int = Field(10, ge=0, le=1440, description="wait after a wave before its health gate")
+
+
 class GrowthConfig(Section):
     """The runbook's CELL scaling matrix."""
 
@@ -436,6 +445,7 @@ class StampsConfig(Section):
     notifications: NotificationsConfig
     scaling: ScalingConfig = ScalingConfig()
     growth: GrowthConfig = GrowthConfig()
+    rollout: RolloutConfig = RolloutConfig()
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every resource")
 
     def app_for(self, cell: CellConfig) -> AppConfig | None:

@@ -16,7 +16,9 @@ the Automation API.
 
 from __future__ import annotations
 
+import copy
 import difflib
+import functools
 import json
 import re
 from functools import cache
@@ -173,15 +175,30 @@ def read_stack_doc(config_file: str | Path, arg: str = "--stack") -> dict[str, A
             data = fh.read(MAX_STACK_FILE_BYTES + 1)
     except OSError as err:
         raise StackFileError(f"{config_file}: cannot read the stack config ({err.strerror})") from None
-    return parse_stack_text(data, str(config_file))
+    return copy.deepcopy(_parse_cached(data, str(config_file)))
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_cached(data: bytes, where: str) -> dict[str, Any]:
+    # A fleet's unit stacks read one fleet file many times in one process (`stamps plan --fleet`); the strict
+    # YAML parse is the costliest step, and a file's bytes decide its result.
+    return parse_stack_text(data, where)
 
 
 def read_stack_config(config_file: Path, arg: str = "--stack") -> tuple[dict[str, str], list[str]]:
     """The CLI's view of a stack file: `ns:key` → string (JSON for structured values), plus secret keys."""
-    from stamps.offline.plan import SECRET
 
     doc = read_stack_doc(config_file, arg)
-    config = doc.get("config") or {}
+    values, secrets = _config_view(json.dumps(doc.get("config") or {}, sort_keys=True, default=str),
+                                   str(config_file))
+    return dict(values), list(secrets)
+
+
+@functools.lru_cache(maxsize=8)
+def _config_view(config_json: str, where: str) -> tuple[dict[str, str], tuple[str, ...]]:
+    from stamps.offline.plan import SECRET
+
+    config = json.loads(config_json)
     values: dict[str, str] = {}
     secrets: list[str] = []
     for k, v in config.items():
@@ -193,9 +210,9 @@ def read_stack_config(config_file: Path, arg: str = "--stack") -> tuple[dict[str
             values[k] = v
         else:
             if k.startswith("stamps:"):
-                _no_bool_for_number(v, k, str(config_file))
+                _no_bool_for_number(v, k, where)
             values[k] = json.dumps(v)
-    return values, secrets
+    return values, tuple(secrets)
 
 
 # -- bool where a number is wanted -------------------------------------------------------------------------

@@ -193,10 +193,16 @@ def check_slots(cfg: StampsConfig, out: Problems) -> None:
                            f"{spaces[region]} ({capacity(spaces[region])} CELL subnets); use a larger range")
 
 
+def check_rollout(cfg: StampsConfig, out: Problems) -> None:
+    cells = [c.name for c in cfg.cells]
+    if cfg.rollout.canary is not None and cfg.rollout.canary not in cells:
+        out.append(f"stamps:rollout.canary: {cfg.rollout.canary!r} is not a CELL; valid: {', '.join(cells)}")
+
+
 RULES: tuple[Callable[[StampsConfig, Problems], None], ...] = (
     check_unique, check_regions, check_cells, check_tenants, check_tenant_emails, check_capacity, check_kpis,
     check_misc,
-    check_alert_rules, check_slots,
+    check_alert_rules, check_slots, check_rollout,
 )
 
 

@@ -7,6 +7,8 @@ reads the outputs the upstream stack would have after its `up`.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,18 @@ def fleet_values(path: Path, arg: str = "--stack") -> dict[str, Any]:
 
 
 def load_fleet(project: str, fleet: str, path: Path, arg: str = "--stack") -> Environment:
-    return load_environment(project, fleet, fleet_values(path, arg))
+    return load_fleet_environment(project, fleet, fleet_values(path, arg))
+
+
+def load_fleet_environment(project: str, fleet: str, values: dict[str, Any]) -> Environment:
+    """`load_environment`, once per distinct fleet definition in a process: every unit stack of a fleet
+    validates the same whole fleet (the Environment is immutable, so sharing it is safe)."""
+    return _load(project, fleet, json.dumps(values, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(project: str, fleet: str, values_json: str) -> Environment:
+    return load_environment(project, fleet, json.loads(values_json))
 
 
 def closure(env: Environment, chosen: list[Unit]) -> list[Unit]:
