@@ -10,8 +10,9 @@ differs. What the remote path cannot do, and what stands in for it (README "One 
   the pack runs offline on every stack's plan before anything is queued (`deploy` does that), and Pulumi Cloud
   enforces it on the remote update itself only once published and enabled (`pulumi policy publish policy`).
 - Credentials (Azure OIDC, ESC environments) and git auth for a private repository are the stack's deployment
-  settings, which the Automation API cannot set (Pulumi Cloud REST API `deployments/settings`, or the
-  `pulumiservice.DeploymentSettings` resource); the remote workspace inherits them (`--remote-inherit-settings`).
+  settings, which the Automation API cannot set (`pulumi deployment settings`, the Pulumi Cloud REST API
+  `deployments/settings`, or the `pulumiservice.DeploymentSettings` resource); the remote workspace inherits them
+  (`--remote-inherit-settings`).
 - Stack names must be fully qualified (`org/project/stack`): the remote workspace refuses anything else.
 """
 
