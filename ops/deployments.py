@@ -76,6 +76,11 @@ class GitSource:
         return f"{self.url} at {ref}" + (f", project in {self.repo_dir}/" if self.repo_dir else "")
 
 
+def uncommitted(project_dir: Path) -> bool:
+    """Whether the checkout has changes under `project_dir` that a deployment of its commit would not include."""
+    return bool(_git(project_dir, "status", "--porcelain", "--", "."))
+
+
 def _git(cwd: Path, *args: str) -> str:
     """One line of `git` output, or "" when git is missing or `cwd` is no checkout."""
     try:

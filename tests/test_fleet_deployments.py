@@ -5,6 +5,7 @@ replaces the one `pulumi.automation` would start, so the argv asserted per stack
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -183,3 +184,19 @@ def test_a_mandatory_violation_queues_no_stack(project: Path, cli: RemoteCLI,
     assert deploy(project, "--git-branch", "main", "--only", "global") == 3
     assert "no stack was queued" in capsys.readouterr().err
     assert not cli.order and not [c for c in cli.calls if "--stack" in c]
+
+
+def test_without_a_branch_the_checked_out_commit_and_the_projects_place_in_the_repo_are_deployed(
+        project: Path, cli: RemoteCLI, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = project.parent
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "project"], check=True)
+    subprocess.run([*git, "commit", "-qm", "fleet"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    (project / "Pulumi.prod.yaml").write_text((project / "Pulumi.prod.yaml").read_text() + "\n")
+    assert deploy(project, "--only", "global", "--no-policy") == 0
+    up = next(c for c in cli.calls if c[0] == "up")
+    assert up[3:9] == ["--remote", URL, "--remote-git-repo-dir", "project", "--remote-git-commit", head]
+    assert f"uncommitted changes here are not deployed: Pulumi Deployments deploys commit {head[:12]}" in \
+        capsys.readouterr().out.replace("\n", " ")

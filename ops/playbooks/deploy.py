@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ops.deployments import DeploymentsRunner, GitSource, org_and_project, qualify
+from ops.deployments import DeploymentsRunner, GitSource, org_and_project, qualify, uncommitted
 from ops.fleetrun import Journal, run_stacks
 from ops.playbooks.base import Context
 from ops.runner import PolicyRefused
@@ -90,6 +90,9 @@ def remote_source(ctx: Context, args: argparse.Namespace) -> tuple[GitSource, st
         return None
     org, project = org_and_project(ctx.qualified_stack or ctx.stack, read_project(ctx.project_dir))
     git = GitSource.from_args(ctx.project_dir, args.git_url, args.git_branch, args.git_commit, args.git_repo_dir)
+    if git.commit and not args.git_commit and uncommitted(ctx.project_dir):
+        ctx.console.print(f"[yellow]![/] uncommitted changes here are not deployed: Pulumi Deployments deploys "
+                          f"commit {git.commit[:12]} (the policy gate plans this checkout)")
     return git, org, project
 
 
