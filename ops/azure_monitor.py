@@ -30,6 +30,8 @@ from azure.core.pipeline import PipelineResponse
 from azure.core.pipeline.policies import RetryPolicy
 from azure.mgmt.monitor import MonitorManagementClient
 
+from stamps.errors import OperationFailed
+
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.pipeline.transport import HttpTransport
@@ -96,7 +98,7 @@ class Aggregation(StrEnum):
     COUNT = "Count"
 
 
-class AzureReadError(RuntimeError):
+class AzureReadError(OperationFailed, RuntimeError):
     """A metrics read failed after the retry policy gave up (or could not be attempted at all).
 
     The message names the resource, the metrics and the cause; it never contains tokens or headers.

@@ -152,21 +152,17 @@ def main(argv: Sequence[str] | None = None, *, runner_factory: RunnerFactory = d
 
 
 def _report(err: Exception, ctx: Context | None) -> tuple[int, str]:
-    from stamps.config.errors import ConfigError
-
     if isinstance(err, StampsError):
         code = err.exit_code
         word = {EXIT_REFUSED: "refused", EXIT_USAGE: "error", 3: "refused by policy"}.get(code, "failed")
         message = str(err)
-    elif isinstance(err, ConfigError):
-        code, word, message = EXIT_USAGE, "error", str(err)
     else:
         code, word = EXIT_FAILED, "failed"
         message = f"unexpected {type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
     if ctx is not None and ctx.deployed and code != 0:
         message += "\nthis run deployed: " + "; ".join(ctx.deployed) + " (the stack file records it)"
     print(f"{word}: {clip_message(message)}", file=sys.stderr)
-    detail = "".join(traceback.format_exception(err)) if not isinstance(err, StampsError | ConfigError) else ""
+    detail = "".join(traceback.format_exception(err)) if not isinstance(err, StampsError) else ""
     return code, detail
 
 

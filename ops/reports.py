@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from stamps.errors import UsageError
+
 if TYPE_CHECKING:
     pass
 
@@ -40,16 +42,26 @@ def parse_iso(text: str) -> dt.datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
 
 
-def read_json(path: Path, default: Any) -> Any:
-    """The JSON in `path`, or `default` when the file does not exist; a corrupt file is an error."""
+_KIND = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def read_json(path: Path, default: Any, kind: type = dict) -> Any:
+    """The JSON `kind` in `path`, or `default` when the file does not exist; a corrupt or wrong-kind file is
+    bad input (exit 2) naming the file: state is never guessed at."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         return default
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"{path}: cannot read it ({err}); fix or move it aside") from None
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); fix or remove it") from None
+        raise UsageError(f"{path} is not valid JSON ({err}); fix or move it aside") from None
+    if not isinstance(data, kind):
+        want, found = _KIND.get(kind, kind.__name__), _KIND.get(type(data), type(data).__name__)
+        raise UsageError(f"{path}: expected a JSON {want}, found {found}; fix or move it aside")
+    return data
 
 
 # ------------------------------------------------------------------------------------------ the stack

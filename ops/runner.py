@@ -25,6 +25,7 @@ import builtins
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections import Counter
@@ -594,10 +595,11 @@ class OfflineRunner:
         pack = pack or self.policy_pack
         if pack is None:
             return None
-        from stamps.policycheck import check_plan
+        from stamps.policycheck import check_reports
         from stamps.policycheck.report import render
 
-        report = check_plan(self.plan(changes), pack)
+        # A fleet's check takes tens of seconds: a progress line on a terminal (nothing in logs or pipes).
+        [report] = check_reports([self.plan(changes)], pack, progress=sys.stdout)
         if report.mandatory:
             if console is not None:
                 render(report, console)

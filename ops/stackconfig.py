@@ -20,6 +20,7 @@ import json
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +32,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 
-from stamps.atomicfile import write_atomic
+from stamps.atomicfile import PRIVATE, write_atomic
 from stamps.config.stackfile import StackFileError, bare_stack, parse_stack_text
 from stamps.errors import SafetyRefusal, UsageError
 
@@ -992,7 +993,8 @@ def stack_lock(project_dir: str | Path, stack: str, holder: str = "playbook") ->
     """
     path = lock_path(project_dir, stack)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    # Created 0600 in one open (the record names who runs what), never through a planted symlink.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -1000,11 +1002,15 @@ def stack_lock(project_dir: str | Path, stack: str, holder: str = "playbook") ->
             if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
             raise StackLockedError(stack, path, _read_holder(fd)) from None
+        os.fchmod(fd, PRIVATE)  # also tightens a lock file an older version created 0644
         info = LockInfo(holder, os.getpid(), socket.gethostname(),
                         datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), path)
-        payload = json.dumps({"holder": info.holder, "pid": info.pid, "host": info.host, "since": info.since})
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (payload + "\n").encode(), 0)
+        payload = (json.dumps({"holder": info.holder, "pid": info.pid, "host": info.host, "since": info.since})
+                   + "\n").encode()
+        # One write, then cut what a longer stale record left behind: a reader sees a whole record, never a
+        # half-written one.
+        os.pwrite(fd, payload, 0)
+        os.ftruncate(fd, len(payload))
         os.fsync(fd)
         try:
             yield info
@@ -1016,10 +1022,16 @@ def stack_lock(project_dir: str | Path, stack: str, holder: str = "playbook") ->
         os.close(fd)
 
 
-def _read_holder(fd: int) -> dict[str, Any] | None:
-    try:
-        data = os.pread(fd, 4096, 0)
-        info = json.loads(data.decode() or "null")
-    except (OSError, ValueError):
-        return None
-    return info if isinstance(info, dict) else None
+def _read_holder(fd: int, wait: float = 0.5) -> dict[str, Any] | None:
+    """The holder's record; the lock is taken a moment before it is written, so an empty file is re-read
+    for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            data = os.pread(fd, 4096, 0)
+            info = json.loads(data.decode() or "null")
+        except (OSError, ValueError):
+            return None
+        if info is not None or time.monotonic() >= deadline:
+            return info if isinstance(info, dict) else None
+        time.sleep(0.02)

@@ -23,7 +23,8 @@ from azure.core.pipeline import PipelineRequest, policies
 from azure.core.rest import HttpRequest
 
 from ops.azure_monitor import RetrySettings
-from stamps.atomicfile import write_json_atomic
+from stamps.atomicfile import PRIVATE, write_json_atomic
+from stamps.errors import OperationFailed
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 API_VERSION = "2018-12-31"
 
 
-class DirectoryError(RuntimeError):
+class DirectoryError(OperationFailed, RuntimeError):
     """The directory could not be read or written; the message says which tenant and why, never a token."""
 
 
@@ -134,6 +135,6 @@ class LocalTenantDirectory:
             fcntl.flock(fd, fcntl.LOCK_EX)
             data = self._load()
             data[str(record["tenantId"])] = record
-            write_json_atomic(self.path, data)
+            write_json_atomic(self.path, data, mode=PRIVATE)
         finally:
             os.close(fd)  # releases the lock

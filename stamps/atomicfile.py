@@ -15,6 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# The mode of every file that holds operator data (who ran what and when, tenants, lock holders, logs,
+# journals, incident and scaling records, reports): the owner alone reads it. Plans and the stack file
+# keep the mode they have (0o644 when new): they are meant to be shared and reviewed.
+PRIVATE = 0o600
+
 
 def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int | None = None) -> None:
     """Replace `path` with `data`. `mode` defaults to the existing file's mode (0o644 for a new file)."""

@@ -66,7 +66,6 @@ def _log_dir(args: argparse.Namespace) -> Path | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from stamps.config.errors import ConfigError
     from stamps.runlog import RunLog
     from stamps.terminal import quiet_broken_pipe
 
@@ -80,8 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
     except BrokenPipeError:
         code = quiet_broken_pipe()
-    except (StampsError, ConfigError) as err:
-        code = err.exit_code if isinstance(err, StampsError) else EXIT_USAGE
+    except StampsError as err:
+        code = err.exit_code
         print(f"error: {clip_message(str(err))}", file=sys.stderr)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from stamps.config.regions import region_code
+from stamps.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ RULES: dict[str, NameRule] = {
 }
 
 
-class NameError_(ValueError):
+class NameError_(UsageError, ValueError):
     """A derived name breaks its Azure rule; the message says which rule."""
 
 

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from stamps.config.model import CellConfig, Replicas, SqlConfig, StampsConfig, StandbyConfig, TenantConfig
+from stamps.errors import UsageError
 
 
-class PlacementError(ValueError):
+class PlacementError(UsageError, ValueError):
     """No CELL can take the tenant; the message names the tenant's key and why each candidate failed."""
 
 

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stamps.atomicfile import write_atomic
+from stamps.atomicfile import PRIVATE, write_atomic
 from stamps.errors import clip
 
 KEEP = 50
@@ -94,6 +94,7 @@ class RunLog:
             self.path = Path(log_dir) / f"{stamp}-{safe}-{os.getpid()}.log"
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, PRIVATE))  # 0600 from the first line on
                 handler = logging.FileHandler(self.path, encoding="utf-8")
             except OSError:
                 self.path = None  # a read-only checkout must not stop a run; the console still has it all
@@ -137,7 +138,7 @@ class RunLog:
         if self.path is not None and self.path.exists():
             # Rewrite once through the redactor: console text and tracebacks may quote anything.
             text = self.path.read_text(encoding="utf-8", errors="replace")
-            write_atomic(self.path, redact(text, self.redactors), mode=0o600)
+            write_atomic(self.path, redact(text, self.redactors), mode=PRIVATE)
 
 
 def _prune(log_dir: Path) -> None:

@@ -165,3 +165,68 @@ def test_a_closed_pipe_ends_quietly(argv: list[str]) -> None:
                           capture_output=True, text=True, timeout=300)
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("argv", "named"), [
+    (("migrate", "startup", "--to", "dedicated", "--source-url", "notaurl"), "--source-url"),
+    (("migrate", "startup", "--to", "dedicated", "--source-url", "notaurl", "--dry-run"), "--source-url"),
+    (("migrate", "startup", "--to", "dedicated", "--target-url", "foo://u:pw@h/db"), "--target-url"),
+    (("purge-source", "startup", "--source-url", ""), "--source-url"),
+    (("migrate-abandon", "startup", "--target-url", "sqlite"), "--target-url"),
+])
+def test_a_database_url_that_is_not_one_is_bad_input(project: Path, argv: tuple[str, ...], named: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Refused by the parser (exit 2, the argument named, what is valid), before any journal, lock or stack
+    change, with a password in it hidden."""
+    rc = ops_main([*argv, "--project-dir", str(project), "--runner", "offline"])
+    err = capsys.readouterr().err
+    assert_clean_usage_error(rc, err, named, "is not a database URL", "valid: a SQLAlchemy URL")
+    assert "pw@" not in err
+    assert not (project / ".stamps" / "migrations").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"{", b"[1]", b"\xff\xfe\x00", b'"text"'])
+def test_a_corrupt_state_file_is_bad_input_naming_it(project: Path, content: bytes,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    state = project / ".stamps" / "scale" / "prod.json"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(content)
+    rc = ops_main(["scale", "--dry-run", "--simulate", "retail:cpu=50", "--project-dir", str(project)])
+    assert_clean_usage_error(rc, capsys.readouterr().err, str(state))
+    assert state.read_bytes() == content
+
+
+def _error_classes() -> list[type[BaseException]]:
+    """Every exception class defined in stamps/, ops/ and policy/: each module that defines a class is imported
+    (found by reading the source, so a new module cannot be missed; `__main__` runs the pack, so not that)."""
+    import ast
+    import importlib
+    import inspect
+
+    found = []
+    for package in ("stamps", "ops", "policy"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.name == "__main__.py" or not any(isinstance(n, ast.ClassDef)
+                                                     for n in ast.parse(path.read_text()).body):
+                continue
+            module = importlib.import_module(".".join(path.relative_to(ROOT).with_suffix("").parts))
+            found += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                      if issubclass(c, BaseException) and c.__module__ == module.__name__]
+    return found
+
+
+def test_every_error_class_has_the_one_root() -> None:
+    """Library code raises; only the CLIs map to exit codes, through `StampsError.exit_code`. An error class
+    outside the root would reach the CLI as 'unexpected' (exit 1, a traceback in the log)."""
+    from stamps.config.errors import ConfigError
+    from stamps.errors import OperationFailed, StampsError, UsageError
+
+    classes = _error_classes()
+    assert len(classes) > 20 and ConfigError in classes
+    assert [c.__qualname__ for c in classes if not issubclass(c, StampsError)] == []
+    # What the CLIs raise for bad input exits 2: config, stack files, placement, names, arguments.
+    bad_input = {c.__name__: c for c in classes}
+    for name in ("ConfigError", "StackFileError", "PlacementError", "NameError_", "PlaybookError",
+                 "PolicyConfigError", "ChannelConfigError", "ConfigEditError"):
+        assert issubclass(bad_input[name], UsageError) and bad_input[name].exit_code == 2, name
+    assert issubclass(bad_input["MigrationError"], OperationFailed)

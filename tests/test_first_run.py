@@ -100,3 +100,26 @@ def test_a_config_key_made_secret_is_refused_by_name(cli_config: Any) -> None:
         read_pulumi_config()
     assert str(info.value).startswith("invalid stack config:\n  - stamps:costCenter: set as a secret")
     assert cfg["stamps:costCenter"] not in str(info.value)
+
+
+@pytest.mark.parametrize("reader", ["playbook", "capacity", "topology"])
+def test_every_stack_file_reader_uses_the_programs_decoder(project: Any, reader: str) -> None:
+    """`costCenter: "4200"` in the stack file is the string "4200" for the playbooks and commands too, not the
+    number 4200 (which the model would refuse): they all decode with `stamps.config.loader.decode`."""
+    from ops.playbooks.base import Context
+    from ops.runner import OfflineRunner
+    from stamps.commands.capacity import load_stack_environment
+    from stamps.monitoring.topology import environment_from_stack
+
+    doc = prod_config()
+    doc["config"].update({"stamps:costCenter": "4200", "stamps:owner": "1234"})
+    (project / "Pulumi.prod.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    if reader == "playbook":
+        ctx = Context(project_dir=project, stack="prod", dry_run=True, runner=OfflineRunner(project, "prod"))
+        env = ctx.environment()
+    elif reader == "capacity":
+        env = load_stack_environment(project, "prod")
+    else:
+        env = environment_from_stack(project, "prod")
+    assert (env.config.cost_center, env.config.owner) == ("4200", "1234")
+    assert [c.name for c in env.config.cells][:1] == ["banking"]  # objects and lists still decode

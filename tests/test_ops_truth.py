@@ -428,3 +428,34 @@ def test_an_error_after_a_release_step_was_deployed_rolls_the_canary_back(
     assert ops("release", "1.5.0", "--cells", "retail", "--health-url", "https://x/{nope}/health") == 2
     assert "--health-url: unknown placeholder {nope}" in capsys.readouterr().err
     assert ops.text() == before
+
+
+# --- file modes -----------------------------------------------------------------------------------------------
+
+
+def test_files_with_operator_data_are_private_from_their_first_byte(project: Path) -> None:
+    """Audit log, stack lock, run log and the directory stand-in name who ran what on which tenant: 0600 under
+    the usual umask 022, and files an older version left 0640/0644 are tightened."""
+    import stat
+
+    from ops.stackconfig import lock_path
+
+    state = project / ".stamps"
+    audit, lock = state / "audit" / "prod.jsonl", lock_path(project, "prod")
+    for path, mode in ((audit, 0o640), (lock, 0o644)):
+        path.parent.mkdir(parents=True)
+        path.write_text("")
+        path.chmod(mode)
+    old = os.umask(0o022)
+    try:
+        rc = main(["onboard", "acme", "--tier", "basic", "--email", "it@acme.example", "--runner", "offline",
+                   "--project-dir", str(project)], notifier_factory=lambda: Notifier([]),
+                  runner_factory=lambda d, s, dry, kind: OfflineRunner(d, s, plan_stack=cached_plan))
+    finally:
+        os.umask(old)
+    assert rc == 0
+    modes = {p.relative_to(state).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in state.rglob("*")
+             if p.is_file()}
+    assert {"audit/prod.jsonl", "locks/prod.lock", "directory-prod.json"} <= set(modes), modes
+    assert any(k.startswith("logs/") for k in modes), modes
+    assert {k: m for k, m in modes.items() if m != 0o600} == {}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from stamps.errors import OperationFailed
+
 if TYPE_CHECKING:
     from ops.migration.verify import VerificationReport
 
 
-class MigrationError(Exception):
+class MigrationError(OperationFailed):
     """Base class: anything the playbook should treat as "stop, the source is untouched"."""
 
 

@@ -31,6 +31,7 @@ from rich.table import Table
 
 from ops.runner import AutomationRunner, DeployedConfig, OfflineRunner, Runner, RunnerError, RunResult
 from ops.stackconfig import ConfigEditError, StackConfigFile, stack_lock
+from stamps.atomicfile import PRIVATE
 from stamps.config.errors import ConfigError
 from stamps.environment import Environment
 from stamps.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, UsageError, clip
@@ -109,7 +110,7 @@ class Context:
 
     def environment(self, cfg: StackConfigFile | None = None) -> Environment:
         """The validated environment of the stack file (or of an edited, unsaved copy of it)."""
-        from stamps.config.loader import load_environment
+        from stamps.config.loader import decode_stack_values, load_environment
         from stamps.offline.engine import read_project, read_stack_config
 
         cfg = cfg or self.config_file()
@@ -117,8 +118,8 @@ class Context:
             path = Path(tmp) / f"Pulumi.{self.stack}.yaml"
             path.write_text(cfg.render(), encoding="utf-8")
             raw, _ = read_stack_config(path)
-        values = {k.split(":", 1)[1]: _decode(v) for k, v in raw.items()
-                  if k.startswith("stamps:") and k.split(":", 1)[1] not in {"alertWebhookUrl", "pagerDutyWebhookUrl"}}
+        # The program's own decoder: JSON only for keys typed as objects/lists ("4200" stays a string).
+        values = decode_stack_values(raw)
         return load_environment(read_project(self.project_dir), self.stack, values)
 
     def outputs(self) -> dict[str, Any]:
@@ -371,13 +372,6 @@ def _canonical(value: Any) -> Any:
     return json.dumps(value, sort_keys=True)
 
 
-def _decode(value: str) -> Any:
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
 def show_result(result: RunResult, console: Console, *, dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     table = Table(title=f"stack {result.stack}: resources that {verb}")
@@ -419,8 +413,9 @@ def audit(ctx: Context, playbook: str, event: str, **details: Any) -> None:
     log_dir.mkdir(parents=True, exist_ok=True)
     line = json.dumps({"at": ctx.now().isoformat(timespec="seconds"), "stack": ctx.stack, "actor": ctx.actor,
                        "playbook": playbook, "event": event, **details}, default=str) + "\n"
-    fd = os.open(log_dir / f"{ctx.stack}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    fd = os.open(log_dir / f"{ctx.stack}.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, PRIVATE)
     try:
+        os.fchmod(fd, PRIVATE)  # also tightens a log an older version created 0640
         os.write(fd, line.encode())
         os.fsync(fd)
     finally:

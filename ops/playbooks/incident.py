@@ -46,7 +46,7 @@ from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, PlaybookError, sho
 from ops.reports import STATUS_STYLE, iso, read_json, worst
 from ops.runner import OfflineRunner, RunnerError
 from ops.stackconfig import StackLockedError
-from stamps.atomicfile import write_json_atomic
+from stamps.atomicfile import PRIVATE, write_json_atomic
 from stamps.environment import Environment
 
 # ------------------------------------------------------------------------------------------ levels
@@ -287,7 +287,7 @@ class IncidentLog:
 
     def save(self) -> None:
         if not self.ctx.dry_run:
-            write_json_atomic(self.path, self.data, mode=0o640)
+            write_json_atomic(self.path, self.data, mode=PRIVATE)
 
 
 def _print_step(ctx: Context, number: int, step: Step) -> None:

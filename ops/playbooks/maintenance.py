@@ -57,7 +57,7 @@ from ops.arm import ArmReadError, subscription_of
 from ops.azure_monitor import TM_ENDPOINT_STATE, AzureReadError
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, Failed, PlaybookError
 from ops.reports import STATUS_STYLE, iso, worst
-from stamps.atomicfile import write_json_atomic
+from stamps.atomicfile import PRIVATE, write_json_atomic
 from stamps.environment import Environment
 
 CERT_WARNING_DAYS: Final = 30  # the runbook's `+30 days`
@@ -460,7 +460,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         "counts": dict(Counter(c.status for c in checks)), "checks": [c.to_dict() for c in checks],
     }
     if out is not None:
-        write_json_atomic(out, report, mode=0o640)
+        write_json_atomic(out, report, mode=PRIVATE)
         ctx.console.print(f"report written to {escape(str(out))}")
     return EXIT_FAILED if overall in ("fail", "error") else EXIT_OK
 

@@ -45,6 +45,7 @@ from ops.runner import RunnerError
 from ops.stackconfig import StackLockedError
 from ops.tenant_directory import tenant_record
 from stamps.environment import Environment
+from stamps.errors import clip
 from stamps.placement import dedicated_cell_for
 
 DEFAULT_HEALTH_URL = "https://{cells_host}/cells/{cell}/health"
@@ -452,8 +453,10 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--to", required=True, choices=["dedicated"], help="target tenancy model")
     p.add_argument("--cell", help="dedicated CELL name (default: the tenant id)")
     p.add_argument("--tier", help="dedicated tier for the tenant (default: the first dedicated tier)")
-    p.add_argument("--source-url", help="SQLAlchemy URL of the shared database (default: from stack outputs)")
-    p.add_argument("--target-url", help="SQLAlchemy URL of the dedicated database (default: from stack outputs)")
+    p.add_argument("--source-url", type=database_url,
+                   help="SQLAlchemy URL of the shared database (default: from stack outputs)")
+    p.add_argument("--target-url", type=database_url,
+                   help="SQLAlchemy URL of the dedicated database (default: from stack outputs)")
     p.add_argument("--tenant-column", default="tenant_id")
     p.add_argument("--batch-size", type=int, default=5000)
     p.add_argument("--health-url", default=DEFAULT_HEALTH_URL,
@@ -473,9 +476,10 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p = sub.add_parser("purge-source", help="delete a migrated tenant's rows from the shared database",
                        description=__doc__)
     p.add_argument("tenant", metavar="TENANT")
-    p.add_argument("--source-url", help="default: the URL the migration journal recorded")
-    p.add_argument("--target-url", help="default: the URL the migration journal recorded; must reach the same "
-                                        "database the migration copied into")
+    p.add_argument("--source-url", type=database_url, help="default: the URL the migration journal recorded")
+    p.add_argument("--target-url", type=database_url,
+                   help="default: the URL the migration journal recorded; must reach the same database the "
+                        "migration copied into")
     p.add_argument("--tenant-column", default="tenant_id")
     p.add_argument("--retention-days", type=int, default=7)
     common(p)
@@ -484,8 +488,8 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p = sub.add_parser("migrate-abandon", help="give up an unswitched migration: unfreeze, delete the tenant's "
                        "rows from the target, release the CELL", description=__doc__)
     p.add_argument("tenant", metavar="TENANT")
-    p.add_argument("--source-url", help="default: the URL the migration journal recorded")
-    p.add_argument("--target-url", help="default: the URL the migration journal recorded")
+    p.add_argument("--source-url", type=database_url, help="default: the URL the migration journal recorded")
+    p.add_argument("--target-url", type=database_url, help="default: the URL the migration journal recorded")
     _unfreeze_options(p)
     common(p)
     p.set_defaults(func=abandon, lock_stack=False)
@@ -496,6 +500,23 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     _unfreeze_options(p)
     common(p)
     p.set_defaults(func=unfreeze, lock_stack=False)
+
+
+def database_url(text: str) -> str:
+    """`--source-url`/`--target-url`: a SQLAlchemy URL of a dialect SQLAlchemy has; anything else is refused by
+    the parser (exit 2, naming the argument), before a journal, a lock or the stack is touched."""
+    import sqlalchemy as sa
+
+    from ops.migration.db import redact_url
+
+    try:
+        sa.make_url(text).get_dialect()
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as err:
+        raise argparse.ArgumentTypeError(
+            f"{clip(redact_url(text), 120)!r} is not a database URL ({type(err).__name__}: {clip(err, 120)}); valid: "
+            "a SQLAlchemy URL such as sqlite:///shared.db, postgresql+psycopg2://user@host/db or "
+            "mssql+pyodbc://@server.database.windows.net/db?driver=ODBC+Driver+18+for+SQL+Server") from None
+    return text
 
 
 def _unfreeze_options(p: argparse.ArgumentParser) -> None:

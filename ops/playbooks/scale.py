@@ -66,7 +66,7 @@ from ops.playbooks.base import (
 from ops.reports import iso, parse_iso, read_json
 from ops.runner import RunnerError
 from ops.stackconfig import StackConfigFile, StackLockedError
-from stamps.atomicfile import write_json_atomic
+from stamps.atomicfile import PRIVATE, write_json_atomic
 from stamps.config.errors import ConfigError
 from stamps.config.model import CellConfig, ScalingConfig
 from stamps.environment import CellInstance, Environment
@@ -332,11 +332,8 @@ def state_path(ctx: Context) -> Path:
 
 
 def _load_state(ctx: Context) -> dict[str, Any]:
-    try:
-        data = read_json(state_path(ctx), {})
-    except ValueError as err:
-        raise PlaybookError(f"scaling record: {err}") from None
-    if not isinstance(data, dict) or data.get("version", STATE_VERSION) != STATE_VERSION:
+    data = read_json(state_path(ctx), {})  # unreadable or not an object: exit 2 naming the file
+    if data.get("version", STATE_VERSION) != STATE_VERSION:
         raise PlaybookError(f"scaling record {state_path(ctx)} has an unknown format; move it aside to start over")
     data.setdefault("version", STATE_VERSION)
     data.setdefault("cells", {})
@@ -383,7 +380,7 @@ def _record(ctx: Context, state: dict[str, Any], done: Sequence[Decision], now: 
         changed = True
     if changed:
         state["updatedAt"] = iso(now)
-        write_json_atomic(state_path(ctx), state, mode=0o640)
+        write_json_atomic(state_path(ctx), state, mode=PRIVATE)
 
 
 # ------------------------------------------------------------------------------------------ one pass
@@ -422,7 +419,7 @@ def one_pass(ctx: Context, only: str | None, runner_kind: str = "offline") -> in
         if callable(close):
             close()
     if set(state["cells"]) != recorded and not ctx.dry_run:
-        write_json_atomic(state_path(ctx), state, mode=0o640)  # records dropped after a manual edit stay dropped
+        write_json_atomic(state_path(ctx), state, mode=PRIVATE)  # records dropped after a manual edit stay dropped
     show_decisions(ctx, sc, decisions, now)
     todo = [d for d in decisions if d.changes]
     if todo:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
 
 from stamps.capacity import HORIZONS, CapacityReport, capacity_report
-from stamps.config.loader import NAMESPACE, SECRET_KEYS, load_environment
+from stamps.config.loader import decode_stack_values, load_environment
 from stamps.config.stackfile import bare_stack, read_stack_config, stack_config_path
 from stamps.environment import Environment
 from stamps.errors import UsageError
@@ -29,16 +28,8 @@ def load_stack_environment(project_dir: Path, stack: str, config_file: Path | No
     project = read_project(project_dir)
     stack = bare_stack(stack)
     raw, secret_keys = read_stack_config(stack_config_path(project_dir, stack, config_file))
-    values: dict[str, Any] = {}
-    for full_key, value in raw.items():
-        ns, _, key = full_key.partition(":")
-        # Secrets are never needed for capacity and stay out of the typed model, as in the program.
-        if ns != NAMESPACE or key in SECRET_KEYS or full_key in secret_keys:
-            continue
-        try:
-            values[key] = json.loads(value)
-        except json.JSONDecodeError:
-            values[key] = value  # plain scalar strings such as `environment: prod`
+    # Secrets are never needed for capacity and stay out of the typed model, as in the program.
+    values = decode_stack_values(raw, skip=secret_keys)
     return load_environment(project, stack, values)
 
 

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         from stamps.policycheck import check_plans
 
-        return exit_fast(check_plans(plans, console))
+        return exit_fast(check_plans(plans, console, progress=None if args.quiet else sys.stdout))
     return exit_fast(0)
 
 
@@ -99,7 +99,7 @@ def run_fleet(args: argparse.Namespace, console: Console, project_dir: Path) -> 
     if args.policy:
         from stamps.policycheck import check_fleet
 
-        return check_fleet(plans, fleet, console)
+        return check_fleet(plans, fleet, console, progress=None if args.quiet else sys.stdout)
     return 0
 
 

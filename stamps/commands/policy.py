@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from rich.markup import escape
@@ -66,7 +67,7 @@ def _pack(args: argparse.Namespace) -> Path | None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from stamps.policycheck import check_plan, check_plans, load_config
+    from stamps.policycheck import check_plans, check_reports, load_config
 
     plans = _plans(args.plans)
     pack = _pack(args)
@@ -74,8 +75,8 @@ def run_check(args: argparse.Namespace) -> int:
     given = load_config(config_file) if config_file else {}
     check_config_names(given, pack)
     if not args.json:
-        return check_plans(plans, make_console(), pack_dir=pack, config_file=config_file)
-    reports = [check_plan(plan, pack, given) for plan in plans]
+        return check_plans(plans, make_console(), pack_dir=pack, config_file=config_file, progress=sys.stdout)
+    reports = check_reports(plans, pack, given, progress=sys.stdout)
     print(json.dumps([r.to_dict() for r in reports], indent=2))
     return max(r.exit_code for r in reports)
 

@@ -7,9 +7,15 @@ from collections.abc import Iterable
 import pulumi
 from pydantic import ValidationError
 
+from stamps.errors import UsageError
 
-class ConfigError(pulumi.RunError):
-    """One or more invalid values in the stack config; each line names its key path."""
+
+class ConfigError(UsageError, pulumi.RunError):
+    """One or more invalid values in the stack config; each line names its key path (exit 2).
+
+    A `UsageError` for the CLIs, and a `pulumi.RunError` so that under `pulumi preview/up` the language host
+    prints the message alone, without a Python traceback.
+    """
 
     def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
@@ -58,6 +59,18 @@ def decode(key: str, value: Any) -> Any:
         with contextlib.suppress(json.JSONDecodeError):
             return json.loads(value)
     return value
+
+
+def decode_stack_values(raw: Mapping[str, str], skip: Iterable[str] = ()) -> dict[str, Any]:
+    """The `stamps:` values of a stack file (`ns:key` → CLI string, as `read_stack_config` gives them), decoded
+    as the program decodes them (`decode`); secret keys and the `skip` keys (`ns:key`) are left out."""
+    skipped = set(skip)
+    out: dict[str, Any] = {}
+    for full_key, value in raw.items():
+        ns, _, key = full_key.partition(":")
+        if ns == NAMESPACE and key not in SECRET_KEYS and full_key not in skipped:
+            out[key] = decode(key, value)
+    return out
 
 
 def read_pulumi_config() -> dict[str, Any]:

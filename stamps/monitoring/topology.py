@@ -10,13 +10,11 @@ deploys. Output is plain SVG 1.1 (valid XML); `topology_html` embeds it in a pag
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from stamps.config.loader import NAMESPACE, SECRET_KEYS, load_environment
+from stamps.config.loader import decode_stack_values, load_environment
 from stamps.environment import CellInstance, Environment
 from stamps.offline.engine import read_project, read_stack_config
 
@@ -37,15 +35,7 @@ def environment_from_stack(project_dir: Path, stack: str, config_file: Path | No
     """The resolved Environment of a stack file, as the program would see it (secrets left out)."""
     project_dir = Path(project_dir)
     values, _ = read_stack_config(config_file or project_dir / f"Pulumi.{stack}.yaml")
-    decoded: dict[str, Any] = {}
-    for full_key, raw in values.items():
-        ns, _, key = full_key.partition(":")
-        if ns != NAMESPACE or key in SECRET_KEYS:
-            continue
-        try:
-            decoded[key] = json.loads(raw)
-        except json.JSONDecodeError:
-            decoded[key] = raw  # plain scalars such as `environment: prod`
+    decoded = decode_stack_values(values)
     return load_environment(read_project(project_dir), stack, decoded)
 
 

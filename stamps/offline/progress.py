@@ -1,6 +1,7 @@
-"""A progress line for long offline plans: `planning <stack>: N resources registered`, on a terminal only.
+"""A progress line for long offline work, on a terminal only: `planning <stack>: N resources registered` for
+plans, `checking policies on <stack>: N of M resources analyzed` for policy checks.
 
-A large fleet takes tens of seconds to plan and prints nothing until the end, which looks hung. After
+A large fleet takes tens of seconds to plan (or to check) and prints nothing until the end, which looks hung. After
 `delay` seconds the line appears on the (terminal) stream and is rewritten in place a few times a second;
 it is erased before anything else is printed, so the plan's own output is unchanged. Off a terminal (a
 pipe, a file, CI logs) nothing at all is written.
@@ -21,8 +22,11 @@ _ERASE = "\r\x1b[K"
 class ProgressLine:
     """Counts registrations per stack (set from any thread) and draws them from a daemon thread."""
 
-    def __init__(self, stream: TextIO, total_stacks: int, *, delay: float | None = None) -> None:
+    def __init__(self, stream: TextIO, total_stacks: int, *, delay: float | None = None, verb: str = "planning",
+                 noun: str = "resources registered") -> None:
         self._stream = stream
+        self._verb, self._noun = verb, noun
+        self._of: int | None = None
         self._total = total_stacks
         self._delay = DELAY_S if delay is None else delay
         self._label = ""
@@ -32,10 +36,11 @@ class ProgressLine:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._draw_loop, name="stamps-plan-progress", daemon=True)
 
-    def stack(self, label: str) -> Callable[[int], None]:
-        """Start counting for the next stack; returns the `on_register` callback for `plan_stack`."""
+    def stack(self, label: str, of: int | None = None) -> Callable[[int], None]:
+        """Start counting for the next stack (out of `of`, when known); returns the callback that sets the count
+        (`plan_stack`'s `on_register`, `check_plan`'s `on_analyze`)."""
         self._index += 1
-        self._label, self._count = label, 0
+        self._label, self._count, self._of = label, 0, of
 
         def on_register(n: int) -> None:
             self._count = n
@@ -44,7 +49,8 @@ class ProgressLine:
 
     def _text(self) -> str:
         where = f" ({self._index}/{self._total})" if self._total > 1 else ""
-        return f"planning {self._label}{where}: {self._count:,} resources registered"
+        of = f" of {self._of:,}" if self._of else ""
+        return f"{self._verb} {self._label}{where}: {self._count:,}{of} {self._noun}"
 
     def _draw_loop(self) -> None:
         if self._stop.wait(self._delay):
@@ -52,7 +58,7 @@ class ProgressLine:
         last = ""
         while True:
             text = self._text()
-            if text != last:
+            if text != last and self._index:  # nothing to say before the first stack starts
                 self._write(_ERASE + text)
                 self._shown, last = True, text
             if self._stop.wait(INTERVAL_S):
@@ -77,9 +83,10 @@ class ProgressLine:
 
 
 @contextmanager
-def progress_line(stream: TextIO, total_stacks: int, *, enabled: bool = True) -> Iterator[ProgressLine]:
+def progress_line(stream: TextIO, total_stacks: int, *, enabled: bool = True, verb: str = "planning",
+                  noun: str = "resources registered") -> Iterator[ProgressLine]:
     """A ProgressLine that draws only when `enabled` and `stream` is a terminal; erased on exit."""
-    line = ProgressLine(stream, total_stacks)
+    line = ProgressLine(stream, total_stacks, verb=verb, noun=noun)
     if enabled and _is_terminal(stream):
         line.start()
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from pulumi.runtime.proto import analyzer_pb2
@@ -17,9 +17,13 @@ from stamps.policycheck.wire import analyze_request, stack_resource, stack_resou
 _KINDS = {analyzer_pb2.POLICY_TYPE_RESOURCE: "resource", analyzer_pb2.POLICY_TYPE_STACK: "stack"}
 
 
-def check_plan(plan: Plan, pack_dir: Path | None = None,
-               given: dict[str, PolicyConfig] | None = None, only: Collection[str] | None = None) -> PackReport:
-    """Start the pack, configure it, analyze every resource and the stack; the pack is stopped on return."""
+def check_plan(plan: Plan, pack_dir: Path | None = None, given: dict[str, PolicyConfig] | None = None,
+               only: Collection[str] | None = None, *,
+               on_analyze: Callable[[int], None] | None = None) -> PackReport:
+    """Start the pack, configure it, analyze every resource and the stack; the pack is stopped on return.
+
+    `on_analyze(n)` is told how many of the plan's resources (and, last, the stack) were analyzed so far.
+    """
     project = PackProject.load(pack_dir or find_pack())
     resources = [stack_resource(plan), *plan.resources]
     known = {r["urn"]: r for r in resources}
@@ -36,9 +40,11 @@ def check_plan(plan: Plan, pack_dir: Path | None = None,
         pack.configure(policy_config.to_request(effective))
 
         raw: list[tuple[str, analyzer_pb2.AnalyzeDiagnostic]] = []
-        for r in resources:
+        for n, r in enumerate(resources, 1):
             # Analyze diagnostics belong to the analyzed resource even when the pack leaves `urn` empty.
             raw += [(d.urn or r["urn"], d) for d in pack.analyze(analyze_request(r))]
+            if on_analyze is not None:
+                on_analyze(n)
         raw += [(d.urn, d) for d in pack.analyze_stack(stack_resource_message(r) for r in resources)]
         logs = list(pack.engine.logs) + [f"stdout: {line}" for line in pack.stdout]
 
