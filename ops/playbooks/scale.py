@@ -28,6 +28,10 @@ become the baseline. Dry runs read and print but record nothing.
 
 All decisions of one pass are one `ctx.apply` (one stack update). A CELL whose metrics cannot be read is
 skipped with the reason; the others proceed; the exit code is then 1.
+
+Where things are: the readings and triggers in `ops.scaling.readings`, the decisions in `ops.scaling.decisions`,
+the SQL service-objective rules (families, editions, ladder steps) in `stamps.config.sql_skus`; this module is
+the record, the stack updates and the CLI.
 """
 
 from __future__ import annotations
@@ -35,7 +39,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -49,8 +52,6 @@ from ops.azure_monitor import (
     CONTAINER_APP_REQUESTS,
     SQL_DB_CPU_PERCENT,
     SQL_DB_DTU_CONSUMPTION_PERCENT,
-    Aggregation,
-    AzureReadError,
     MetricPoint,
     MetricSeries,
 )
@@ -63,265 +64,18 @@ from ops.playbooks.base import (
     cell_path,
     find_cell,
 )
-from ops.reports import iso, parse_iso, read_json
+from ops.reports import iso, read_json
 from ops.runner import RunnerError
+from ops.scaling.decisions import Decision, decide
+from ops.scaling.readings import APP_KEYS, GRAIN, INTERVAL, SQL_KEYS, InstanceReading, Trigger, read_instance, triggers
 from ops.stackconfig import StackConfigFile, StackLockedError
 from stamps.atomicfile import PRIVATE, write_json_atomic
 from stamps.config.errors import ConfigError
 from stamps.config.model import CellConfig, ScalingConfig
+from stamps.config.sql_skus import edition
 from stamps.environment import CellInstance, Environment
 
-GRAIN: Final = dt.timedelta(minutes=5)
-INTERVAL: Final = "PT5M"  # the runbook's `--interval PT5M`
-MAX_REPLICAS: Final = 300  # Container Apps' maximum replicas per app (also the config schema's bound)
 STATE_VERSION: Final = 1
-
-Point = tuple[dt.datetime, float]
-
-
-# ------------------------------------------------------------------------------------------ readings
-
-
-@dataclass(frozen=True)
-class Trigger:
-    key: str
-    label: str
-    unit: str
-    up: float  # scale up above this
-    quiet: float  # quiet below this
-    needs_coverage: bool  # must have data across the quiet window to call it quiet
-
-
-def triggers(sc: ScalingConfig) -> dict[str, Trigger]:
-    below = sc.scale_down_below_percent
-    return {t.key: t for t in (
-        Trigger("cpu", "CPU", "%", sc.cpu_percent, below, True),
-        Trigger("memory", "memory", "%", sc.memory_percent, below, True),
-        Trigger("requests", "requests/replica/min", "", float(sc.requests_per_replica),
-                sc.requests_per_replica * below / 100, False),  # no data = no requests
-        Trigger("sqlCpu", "SQL CPU", "%", sc.cpu_percent, below, True),
-        Trigger("sqlDtu", "SQL DTU", "%", sc.cpu_percent, below, True),
-    )}
-
-
-APP_KEYS: Final = ("cpu", "memory", "requests")
-SQL_KEYS: Final = ("sqlCpu", "sqlDtu")
-
-
-def dtu_model(sku: str) -> bool:
-    """DTU service objectives (Basic, S*, P*) publish dtu_consumption_percent; vCore ones do not."""
-    return sku == "Basic" or (sku[:1] in ("S", "P") and sku[1:].isdigit())
-
-
-def edition(sku: str) -> str:
-    if sku == "Basic":
-        return "Basic"
-    if dtu_model(sku):
-        return {"S": "Standard", "P": "Premium"}[sku[0]]
-    return sku.split("_", 1)[0]  # GP / BC / HS
-
-
-def _points(series: Sequence[MetricSeries], start: dt.datetime, end: dt.datetime, *,
-            none_as_zero: bool = False) -> list[Point]:
-    """Points inside [start, end], oldest first; several series (dimension splits) merge by maximum."""
-    merged: dict[dt.datetime, float] = {}
-    for s in series:
-        for p in s.points:
-            if not start <= p.timestamp <= end:
-                continue
-            value = p.value if p.value is not None else (0.0 if none_as_zero else None)
-            if value is not None:
-                merged[p.timestamp] = max(value, merged.get(p.timestamp, value))
-    return sorted(merged.items())
-
-
-@dataclass
-class InstanceReading:
-    inst: CellInstance
-    points: dict[str, list[Point]] = field(default_factory=dict)
-    error: str | None = None
-    missing: str | None = None  # why there is nothing to read (no stack output yet)
-
-    def latest(self, key: str) -> Point | None:
-        pts = self.points.get(key) or []
-        return pts[-1] if pts else None
-
-
-def read_instance(reader: Any, inst: CellInstance, ids: Mapping[str, Any], start: dt.datetime,
-                  end: dt.datetime) -> InstanceReading:
-    reading = InstanceReading(inst)
-    app_id, db_id = ids.get("appId"), ids.get("databaseId")
-    if not app_id or not db_id:
-        reading.missing = f"the stack has no appId/databaseId output for {inst.key} (not deployed yet?)"
-        return reading
-    span = (start, end)
-    try:
-        avg = reader.series(str(app_id), [CONTAINER_APP_CPU_PERCENT, CONTAINER_APP_MEMORY_PERCENT,
-                                          CONTAINER_APP_REPLICAS], Aggregation.AVERAGE, interval=INTERVAL,
-                            timespan=span)
-        total = reader.series(str(app_id), [CONTAINER_APP_REQUESTS], Aggregation.TOTAL, interval=INTERVAL,
-                              timespan=span)
-        sql_names = [SQL_DB_CPU_PERCENT] + ([SQL_DB_DTU_CONSUMPTION_PERCENT] if dtu_model(inst.cell.sql.sku) else [])
-        sql = reader.series(str(db_id), sql_names, Aggregation.AVERAGE, interval=INTERVAL, timespan=span)
-    except AzureReadError as err:
-        reading.error = str(err)
-        return reading
-    replicas = dict(_points(avg[CONTAINER_APP_REPLICAS], start, end))
-    # Without a replica count for an interval, the configured minimum is the best estimate (never 0).
-    fallback = max(float(inst.replicas.min), 1.0)
-    per_minute = GRAIN.total_seconds() / 60
-    reading.points = {
-        "cpu": _points(avg[CONTAINER_APP_CPU_PERCENT], start, end),
-        "memory": _points(avg[CONTAINER_APP_MEMORY_PERCENT], start, end),
-        "requests": [(ts, total_ / per_minute / max(replicas.get(ts, fallback), 1.0))
-                     for ts, total_ in _points(total[CONTAINER_APP_REQUESTS], start, end, none_as_zero=True)],
-        "sqlCpu": _points(sql[SQL_DB_CPU_PERCENT], start, end),
-    }
-    if SQL_DB_DTU_CONSUMPTION_PERCENT in sql:
-        reading.points["sqlDtu"] = _points(sql[SQL_DB_DTU_CONSUMPTION_PERCENT], start, end)
-    return reading
-
-
-# ------------------------------------------------------------------------------------------ decisions
-
-
-@dataclass
-class Decision:
-    cell: CellConfig
-    readings: list[InstanceReading]
-    action: str = "hold"  # scale-up | scale-down | hold | skip | error
-    reason: str = ""
-    replicas: tuple[int, int] = (0, 0)
-    replicas_to: tuple[int, int] = (0, 0)
-    sku: str = ""
-    sku_to: str = ""
-
-    @property
-    def differs(self) -> bool:
-        return self.replicas_to != self.replicas or self.sku_to != self.sku
-
-    @property
-    def changes(self) -> bool:
-        return self.action in ("scale-up", "scale-down") and self.differs
-
-
-def _evaluate_hot(readings: Sequence[InstanceReading], trig: Mapping[str, Trigger], keys: Sequence[str],
-                  settled_after: dt.datetime | None) -> tuple[list[str], list[str]]:
-    """(fresh reasons to scale up, reasons ignored because their interval began before the last change)."""
-    fresh: list[str] = []
-    stale: list[str] = []
-    for r in readings:
-        for key in keys:
-            latest = r.latest(key)
-            if latest is None or latest[1] <= trig[key].up:
-                continue
-            t = trig[key]
-            what = f"{r.inst.key} {t.label} {latest[1]:.0f}{t.unit} > {t.up:.0f}{t.unit}"
-            (stale if settled_after is not None and latest[0] < settled_after else fresh).append(what)
-    return fresh, stale
-
-
-def _quiet(readings: Sequence[InstanceReading], trig: Mapping[str, Trigger], start: dt.datetime,
-           quiet_minutes: int) -> tuple[bool, str]:
-    """Whether every metric stayed below its quiet bound over [start, now], with data covering it."""
-    for r in readings:
-        for key, pts in r.points.items():
-            t = trig[key]
-            loud = next(((ts, v) for ts, v in pts if v >= t.quiet), None)
-            if loud is not None:
-                return False, (f"not quiet: {r.inst.key} {t.label} {loud[1]:.0f}{t.unit} ≥ {t.quiet:.0f}{t.unit} "
-                               f"at {loud[0]:%H:%M}")
-            if t.needs_coverage and (not pts or pts[0][0] > start + GRAIN):
-                since = f"since {pts[0][0]:%H:%M}" if pts else "at all"
-                return False, f"not quiet yet: {r.inst.key} {t.label} has no data {since} (needs {quiet_minutes} min)"
-    return True, f"quiet for {quiet_minutes} min"
-
-
-def decide(cell: CellConfig, readings: list[InstanceReading], sc: ScalingConfig, record: Mapping[str, Any] | None,
-           has_standby: bool, now: dt.datetime) -> Decision:
-    d = Decision(cell, readings, replicas=(cell.replicas.min, cell.replicas.max), sku=cell.sql.sku)
-    d.replicas_to, d.sku_to = d.replicas, d.sku
-    if cell.isolation is not None:
-        d.action, d.reason = "skip", "isolated: the program pins it to 0 replicas; not scaled"
-        return d
-    errors = [f"{r.inst.key}: {r.error}" for r in readings if r.error]
-    if errors:
-        d.action, d.reason = "error", "metrics unreadable, CELL skipped — " + "; ".join(errors)
-        return d
-    missing = [r.missing for r in readings if r.missing]
-    if missing:
-        d.action, d.reason = "skip", "; ".join(m for m in missing if m)
-        return d
-    if not any(r.points.get(k) for r in readings for k in (*APP_KEYS, *SQL_KEYS) if k != "requests"):
-        d.reason = "no metric data in the window; nothing to decide on"
-        return d
-
-    trig = triggers(sc)
-    last_change = parse_iso(record["lastChange"]) if record and record.get("lastChange") else None
-    app_hot, app_stale = _evaluate_hot(readings, trig, APP_KEYS, last_change)
-    sql_hot, sql_stale = _evaluate_hot(readings, trig, SQL_KEYS, last_change)
-    if app_hot or sql_hot:
-        notes: list[str] = []
-        if app_hot:
-            new_max = min(cell.replicas.max + sc.step, MAX_REPLICAS)
-            new_min = min(cell.replicas.min + sc.step, new_max)
-            d.replicas_to = (new_min, new_max)
-            if d.replicas_to == d.replicas:
-                notes.append(f"replicas already at the cap ({MAX_REPLICAS})")
-        if sql_hot:
-            d.sku_to, note = _sku_up(cell.sql.sku, sc.sql_ladder, has_standby)
-            if note:
-                notes.append(note)
-        d.action = "scale-up" if d.differs else "hold"
-        d.reason = "; ".join(app_hot + sql_hot + notes)
-        return d
-    if app_stale or sql_stale:
-        d.reason = (f"settling after the change at {last_change:%H:%M}: ignoring readings from before it "
-                    f"({'; '.join(app_stale + sql_stale)})")
-        return d
-
-    start = now - dt.timedelta(minutes=sc.quiet_minutes)
-    quiet, why = _quiet(readings, trig, start, sc.quiet_minutes)
-    if not quiet:
-        d.reason = f"within thresholds; {why}"
-        return d
-    if last_change is not None and last_change > start:
-        d.reason = f"quiet, but the last change ({last_change:%H:%M}) is under {sc.quiet_minutes} min old"
-        return d
-    baseline = (record or {}).get("baseline")
-    if not baseline:
-        d.reason = f"{why}; at the configured size (the floor: only automatic scale-ups are undone)"
-        return d
-    floor_min, floor_max = int(baseline["replicas"]["min"]), int(baseline["replicas"]["max"])
-    d.replicas_to = (max(cell.replicas.min - sc.step, floor_min), max(cell.replicas.max - sc.step, floor_max))
-    d.replicas_to = (min(d.replicas_to[0], d.replicas_to[1]), d.replicas_to[1])
-    d.sku_to = _sku_down(cell.sql.sku, str(baseline["sqlSku"]), sc.sql_ladder)
-    if d.differs:
-        d.action, d.reason = "scale-down", f"{why}; floor {floor_min}-{floor_max} / {baseline['sqlSku']}"
-    else:
-        d.reason = f"{why}; at the baseline {floor_min}-{floor_max} / {baseline['sqlSku']}"
-    return d
-
-
-def _sku_up(sku: str, ladder: Sequence[str], has_standby: bool) -> tuple[str, str]:
-    if sku not in ladder:
-        return sku, f"SQL SKU {sku} is not on scaling.sqlLadder; not changed"
-    idx = ladder.index(sku)
-    if idx == len(ladder) - 1:
-        return sku, f"SQL SKU {sku} is the top of scaling.sqlLadder"
-    nxt = ladder[idx + 1]
-    if has_standby and edition(nxt) != edition(sku):
-        # Azure wants the geo-secondary upgraded first across editions, but one stack update changes the
-        # primary first (the secondary depends on it): the apply step runs two updates, standby first.
-        return nxt, (f"SQL {sku} → {nxt} crosses editions ({edition(sku)} → {edition(nxt)}): "
-                     "the geo-secondary is upgraded first, in its own update")
-    return nxt, ""
-
-
-def _sku_down(sku: str, floor: str, ladder: Sequence[str]) -> str:
-    if sku not in ladder or floor not in ladder or ladder.index(sku) <= ladder.index(floor):
-        return sku
-    return ladder[ladder.index(sku) - 1]  # downgrades go primary first: the stack's own order
 
 
 # ------------------------------------------------------------------------------------------ state

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from pydantic.alias_generators import to_camel
 
 from stamps.config.regions import AZURE_REGIONS
+from stamps.config.sql_skus import SQL_SKUS
 
 # Ids end up in Azure names, URLs and API Management policy XML: letters, digits and inner hyphens only,
 # so nothing a user types can break out of a name, a path segment or an XML attribute.
@@ -44,14 +45,6 @@ Duration = Literal["PT1M", "PT5M", "PT10M", "PT15M", "PT30M", "PT1H", "PT6H", "P
 Compliance = Literal["pci-dss", "sox", "hipaa", "gdpr", "iso27001", "soc2", "fedramp"]
 TenancyModel = Literal["shared", "dedicated"]
 
-# Azure SQL service objectives accepted for CELL databases (DTU and vCore families).
-SQL_SKUS: tuple[str, ...] = (
-    "Basic", "S0", "S1", "S2", "S3", "S4", "S6", "S7", "S9", "S12",
-    "P1", "P2", "P4", "P6", "P11", "P15",
-    "GP_Gen5_2", "GP_Gen5_4", "GP_Gen5_8", "GP_Gen5_16", "GP_Gen5_32",
-    "BC_Gen5_2", "BC_Gen5_4", "BC_Gen5_8", "BC_Gen5_16",
-    "HS_Gen5_2", "HS_Gen5_4", "HS_Gen5_8",
-)
 
 
 class Section(BaseModel):

@@ -10,7 +10,8 @@ import ipaddress
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from stamps.config.model import SQL_SKUS, StampsConfig
+from stamps.config.model import StampsConfig
+from stamps.config.sql_skus import SQL_SKUS
 from stamps.monitoring.catalog import check_overrides
 
 Problems = list[str]

@@ -337,7 +337,9 @@ def rules_for(layer: Layer) -> list[AlertRule]:
 
 def sql_variant(sku: str) -> str:
     """DTU service objectives (Basic, S*, P*) vs vCore ones (GP_/BC_/HS_...)."""
-    return "vcore" if "_" in sku else "dtu"
+    from stamps.config.sql_skus import dtu_model
+
+    return "dtu" if dtu_model(sku) else "vcore"
 
 
 @dataclass(frozen=True)
