@@ -138,19 +138,22 @@ def dependents(env: Environment, unit: Unit) -> list[Unit]:
 
 
 def waves(env: Environment, chosen: Sequence[Unit]) -> list[list[Unit]]:
-    """`chosen` grouped so every unit comes after the chosen units it reads (units outside `chosen` are
-    taken as deployed): each group can run in parallel."""
+    """`chosen` in steps that can each run in parallel: layer by layer (global, regions, CELLs, edges, routing,
+    api, tenants), and inside a layer after the chosen units it reads (a standby after its primary). Layer
+    order also sequences what no reference does: a failover scales the standby CELLs before routing sends
+    them traffic."""
     chosen_set = set(chosen)
     depth: dict[Unit, int] = {}
 
     def level(u: Unit) -> int:
         if u not in depth:
-            depth[u] = 1 + max((level(d) for d in needs(env, u) if d in chosen_set), default=-1)
+            same_layer = [d for d in needs(env, u) if d in chosen_set and d.layer == u.layer]
+            depth[u] = 1 + max((level(d) for d in same_layer), default=-1)
         return depth[u]
 
-    out: dict[int, list[Unit]] = {}
+    out: dict[tuple[int, int], list[Unit]] = {}
     for u in chosen:
-        out.setdefault(level(u), []).append(u)
+        out.setdefault((u.rank, level(u)), []).append(u)
     return [out[k] for k in sorted(out)]
 
 
