@@ -395,7 +395,7 @@ class AutomationRunner:
     def deployed_config(self) -> DeployedConfig | None:
         """The config of the last update in the stack's history (None: the stack was never updated)."""
         stack = self._select()
-        history = self._call("stack history", lambda: stack.history(page_size=10, show_secrets=False))
+        history = self._call("stack history", lambda: self._history(stack))
         for entry in history:
             if entry.kind not in ("update", "destroy", "import"):
                 continue  # previews and refreshes do not change what the program deployed
@@ -419,6 +419,9 @@ class AutomationRunner:
         return None
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _history(self, stack: Any) -> Any:
+        return stack.history(page_size=10, show_secrets=False)
 
     def _fleet_file(self, stack: Stack, config_file: Path | None) -> Path | None:
         """For a unit stack, hand the changed fleet file to the program through the workspace's environment

@@ -196,3 +196,23 @@ def test_routes_command_walks_the_stack_set_in_every_failover_state(capsys: pyte
     # Failed over, every tenant of a protected CELL lands on its standby, across the stacks.
     landed = {t["tenant"]: t["role"] for t in reports[1]["tenants"] if t["verdict"] == "ok"}
     assert landed and set(landed.values()) == {"standby"}
+
+
+def test_plan_fleet_writes_a_plan_per_stack_and_diffs_per_stack(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "set"
+    assert stamps_main(["plan", "--project-dir", str(ROOT), "--fleet", "prod", "--no-tree", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stack}.plan.json" for p in fleet())
+    capsys.readouterr()
+
+    def scale(cfg: dict[str, Any]) -> None:
+        next(c for c in cfg["stamps:cells"] if c["name"] == "retail")["replicas"]["max"] = 20
+
+    changed = variant(tmp_path, scale)
+    assert stamps_main(["plan", "--project-dir", str(ROOT), "--fleet", "prod", "--config-file", str(changed),
+                        "--no-tree", "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    # Scaling a CELL changes its primary's stack only (its standby keeps its own size until a failover).
+    assert "17 of 18 stacks unchanged" in text
+    diffs = text.split(" with ", 1)[1]  # after the stacks table's caption: the per-stack diffs
+    assert "prod.cell.retail.eastus" in diffs and "prod.cell.retail.westus" not in diffs
