@@ -80,7 +80,8 @@ def container_template(inst: CellInstance, app: AppConfig, version: str,
     # An image given with a tag is pinned (e.g. a sample with only `latest`); otherwise the version is the tag.
     last = app.image.rsplit("/", 1)[-1]
     image = app.image if ":" in last else f"{app.image}:{version}"
-    env = [("CELL_NAME", inst.name), ("CELL_ROLE", inst.role), ("TENANCY_MODEL", inst.model),
+    env: list[tuple[str, pulumi.Input[str]]] = [("CELL_NAME", inst.name), ("CELL_ROLE", inst.role),
+                                                ("TENANCY_MODEL", inst.model),
            ("APP_VERSION", version)]
     if telemetry is not None:
         # Entra-authenticated ingestion (local auth is disabled): the SDK reads the connection string and
@@ -388,7 +389,7 @@ class Cell(StampsComponent):
             resource_group_name=rg,
             server_name=self.sql_server.name,
             blob_auditing_policy_name="default",
-            state="Enabled",
+            state=azure.sql.BlobAuditingPolicyState.ENABLED,
             is_azure_monitor_target_enabled=True,
             opts=self.opts(),
         )
@@ -401,7 +402,7 @@ class Cell(StampsComponent):
             resource_group_name=rg,
             server_name=self.sql_server.name,
             security_alert_policy_name="Default",
-            state="Enabled",
+            state=azure.sql.SecurityAlertsPolicyState.ENABLED,
             email_account_admins=True,
             opts=self.opts(),
         )
