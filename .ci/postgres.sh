@@ -10,6 +10,10 @@ set -euo pipefail
 ROLE="${STAMPS_TEST_PG_ROLE:-stamps_test}"
 PASSWORD="${STAMPS_TEST_PG_PASSWORD:-stamps_test}"
 DATABASE="${STAMPS_TEST_PG_DB:-stamps_test}"
+# A second login for the purge tests' "same database under another user" case: no rights of its own
+# (each test grants it what it needs in its throwaway database), so the test role needs no CREATEROLE.
+ALIAS_ROLE="${STAMPS_TEST_PG_ALIAS_ROLE:-stamps_test_alias}"
+ALIAS_PASSWORD="${STAMPS_TEST_PG_ALIAS_PASSWORD:-stamps_test_alias}"
 
 log() { echo "[postgres.sh] $*" >&2; }
 
@@ -78,11 +82,26 @@ if [[ "$(psql_admin -tAc "SELECT 1 FROM pg_database WHERE datname = '$DATABASE'"
   psql_admin -c "CREATE DATABASE \"$DATABASE\" OWNER \"$ROLE\"" >&2
 fi
 
+if [[ "$(psql_admin -tAc "SELECT 1 FROM pg_roles WHERE rolname = '$ALIAS_ROLE'")" != "1" ]]; then
+  log "creating role $ALIAS_ROLE"
+  psql_admin -c "CREATE ROLE \"$ALIAS_ROLE\" LOGIN PASSWORD '$ALIAS_PASSWORD'" >&2
+else
+  psql_admin -c "ALTER ROLE \"$ALIAS_ROLE\" LOGIN NOCREATEDB NOCREATEROLE PASSWORD '$ALIAS_PASSWORD'" >&2
+fi
+# Membership lets the test role end the second login's sessions before dropping a test database.
+psql_admin -c "GRANT \"$ALIAS_ROLE\" TO \"$ROLE\"" >&2
+
 URL="postgresql+psycopg2://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
+ALIAS_URL="postgresql+psycopg2://$ALIAS_ROLE:$ALIAS_PASSWORD@127.0.0.1:$PORT/$DATABASE"
 # Prove the URL works over TCP with password auth before handing it out.
 if ! PGPASSWORD="$PASSWORD" psql -X -q -h 127.0.0.1 -p "$PORT" -U "$ROLE" -d "$DATABASE" -tAc "SELECT 1" >/dev/null; then
   log "cannot log in as $ROLE over TCP on port $PORT"
   exit 1
 fi
-log "ready: $ROLE@127.0.0.1:$PORT/$DATABASE"
+if ! PGPASSWORD="$ALIAS_PASSWORD" psql -X -q -h 127.0.0.1 -p "$PORT" -U "$ALIAS_ROLE" -d "$DATABASE" -tAc "SELECT 1" >/dev/null; then
+  log "cannot log in as $ALIAS_ROLE over TCP on port $PORT"
+  exit 1
+fi
+log "ready: $ROLE@127.0.0.1:$PORT/$DATABASE (second login: $ALIAS_ROLE)"
 echo "export STAMPS_TEST_PG_URL=$URL"
+echo "export STAMPS_TEST_PG_ALIAS_URL=$ALIAS_URL"

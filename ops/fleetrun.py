@@ -28,7 +28,7 @@ from rich.table import Table
 from stamps.atomicfile import write_atomic
 from stamps.environment import Environment
 from stamps.errors import OperationFailed
-from stamps.stacks.units import Unit, needs
+from stamps.stacks.units import Unit, waves
 
 StackAction = Callable[[str], str]  # stack name -> one-line summary of what it did; raises on failure
 
@@ -40,23 +40,6 @@ class StackRun:
     status: str = "pending"  # pending | running | done | failed | not started | done earlier
     summary: str = ""
     seconds: float = 0.0
-
-
-def waves(env: Environment, chosen: Sequence[Unit]) -> list[list[Unit]]:
-    """`chosen` grouped so every unit comes after the chosen units it reads (units outside `chosen` are
-    taken as deployed): each group can run in parallel."""
-    chosen_set = set(chosen)
-    depth: dict[Unit, int] = {}
-
-    def level(u: Unit) -> int:
-        if u not in depth:
-            depth[u] = 1 + max((level(d) for d in needs(env, u) if d in chosen_set), default=-1)
-        return depth[u]
-
-    out: dict[int, list[Unit]] = {}
-    for u in chosen:
-        out.setdefault(level(u), []).append(u)
-    return [out[k] for k in sorted(out)]
 
 
 @dataclass

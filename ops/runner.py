@@ -49,6 +49,7 @@ from ops.stackconfig import (
 )
 from stamps.config.stackfile import bare_stack
 from stamps.errors import OperationFailed, PolicyViolation
+from stamps.stacks.units import split_stack
 
 if TYPE_CHECKING:
     from pulumi.automation import CommandResult, EngineEvent, Stack
@@ -161,6 +162,8 @@ class Runner(Protocol):
     def refresh(self, targets: Sequence[str] | None = None) -> RunResult: ...
 
     def outputs(self) -> dict[str, Any]: ...
+
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None: ...
 
     def deployed_config(self) -> DeployedConfig | None: ...
 
@@ -293,7 +296,10 @@ class AutomationRunner:
         self.create_missing = create_missing
         self.stack_name = stack  # as given: the Automation API resolves org/project itself
         self.engine_stack = bare_stack(stack)
-        self.stack_file = stack_file_path(self.project_dir, stack)
+        # A unit stack (`prod.cell.banking.eastus`) is configured by its fleet's file; changes reach its program
+        # as a temporary copy named by $STAMPS_FLEET_FILE (the program reads that file, not --config-file).
+        fleet, self.unit = split_stack(self.engine_stack)
+        self.stack_file = stack_file_path(self.project_dir, fleet if self.unit else stack)
         self._command = pulumi_command
         self._env_vars = dict(env_vars or {})
         self._console = console
@@ -311,6 +317,7 @@ class AutomationRunner:
         with self._config_override(changes) as config_file:
             stack = self._select()
             events = _EventCollector(f"preview {self.stack_name}", self._console, self._show_progress)
+            config_file = self._fleet_file(stack, config_file)
             with events.running():
                 result = self._call("preview", lambda: stack.preview(
                     target=list(targets) if targets else None,
@@ -334,6 +341,7 @@ class AutomationRunner:
         with self._config_override(changes) as config_file:
             stack = self._select()
             events = _EventCollector(f"up {self.stack_name}", self._console, self._show_progress)
+            config_file = self._fleet_file(stack, config_file)
             with events.running():
                 result = self._call("up", lambda: stack.up(
                     message=message[:500],
@@ -364,6 +372,21 @@ class AutomationRunner:
         summary = _op_counts(result.summary.resource_changes) or events.summary or {}
         return RunResult("refresh", self.stack_name, ChangeSet(), summary, events.resources, result.stdout)
 
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None:
+        """`pulumi state move` of `urns` from this stack to `dest` (same project): state only, no cloud call.
+
+        Already moved (a re-run after a later step failed) is success: the CLI then finds none of them here.
+        """
+        stack = self._select()
+        ws = stack.workspace
+        env = {**({"PULUMI_HOME": ws.pulumi_home} if ws.pulumi_home else {}), **ws.env_vars}
+        args = ["state", "move", "--source", self.stack_name, "--dest", dest, "--yes", *urns]
+        try:
+            self._call("state move", lambda: ws.pulumi_command.run(args, ws.work_dir, env))
+        except RunnerError as err:
+            if "no resources found to move" not in str(err):
+                raise
+
     def outputs(self) -> dict[str, Any]:
         """Stack outputs; secret ones wrapped in Redacted."""
         stack = self._select()
@@ -372,7 +395,7 @@ class AutomationRunner:
     def deployed_config(self) -> DeployedConfig | None:
         """The config of the last update in the stack's history (None: the stack was never updated)."""
         stack = self._select()
-        history = self._call("stack history", lambda: stack.history(page_size=10, show_secrets=False))
+        history = self._call("stack history", lambda: self._history(stack))
         for entry in history:
             if entry.kind not in ("update", "destroy", "import"):
                 continue  # previews and refreshes do not change what the program deployed
@@ -396,6 +419,23 @@ class AutomationRunner:
         return None
 
     # -- internals ---------------------------------------------------------------------------------------
+
+    def _history(self, stack: Any) -> Any:
+        return stack.history(page_size=10, show_secrets=False)
+
+    def _fleet_file(self, stack: Stack, config_file: Path | None) -> Path | None:
+        """For a unit stack, hand the changed fleet file to the program through the workspace's environment
+        (for this runner's calls); what remains to pass as --config-file (nothing, then)."""
+        if self.unit is None:
+            return config_file
+        from stamps.program import FLEET_FILE_ENV
+
+        env = stack.workspace.env_vars
+        if config_file is None:
+            env.pop(FLEET_FILE_ENV, None)
+        else:
+            env[FLEET_FILE_ENV] = str(config_file)
+        return None
 
     def _extra(self) -> dict[str, Any]:
         extra: dict[str, Any] = {}
@@ -573,6 +613,9 @@ class OfflineRunner:
 
     def outputs(self) -> dict[str, Any]:
         return dict(self._plan(self.baseline_text).outputs)
+
+    def move_resources(self, dest: str, urns: Sequence[str]) -> None:
+        """State lives in the backend; offline there is none to move (the plan has no state)."""
 
     def deployed_config(self) -> DeployedConfig | None:
         """None: offline, the stack file is the only record of what is (to be) deployed."""

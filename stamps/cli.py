@@ -28,7 +28,8 @@ from stamps.errors import (
 )
 
 # Each module exposes `register(subparsers)`; the parser it adds sets `func(args) -> int`.
-COMMANDS: tuple[str, ...] = ("plan", "routes", "schema", "capacity", "alerts", "dashboards", "topology", "policy")
+COMMANDS: tuple[str, ...] = ("plan", "routes", "schema", "capacity", "alerts", "dashboards", "topology", "policy",
+                             "stacks")
 
 __all__ = ["COMMANDS", "EXIT_OK", "EXIT_POLICY", "EXIT_USAGE", "UsageError", "build_parser", "main"]
 

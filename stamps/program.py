@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pulumi
 
+from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment, read_pulumi_config
 from stamps.stacks.compose import Parts, build_fleet, build_unit
 from stamps.stacks.fleet import fleet_values, load_fleet_environment
-from stamps.stacks.units import check, split_stack
+from stamps.stacks.units import Unit, check, split_stack
 
 FLEET_FILE_ENV = "STAMPS_FLEET_FILE"
 
@@ -29,9 +30,25 @@ def run() -> Parts:
     fleet, unit = split_stack(pulumi.get_stack())
     if unit is None:
         env = load_environment(pulumi.get_project(), fleet, read_pulumi_config())
+        check_layout(env.config.layout, pulumi.get_stack(), None, pulumi.runtime.is_dry_run())
         return build_fleet(env)
     # The unit stack's own config (secrets set on it, an ESC environment) overrides the fleet file.
     path = Path(os.environ.get(FLEET_FILE_ENV) or f"Pulumi.{fleet}.yaml")
     values = fleet_values(path, arg=FLEET_FILE_ENV if os.environ.get(FLEET_FILE_ENV) else "stack")
     env = load_fleet_environment(pulumi.get_project(), fleet, {**values, **read_pulumi_config()})
+    check_layout(env.config.layout, pulumi.get_stack(), unit, pulumi.runtime.is_dry_run())
     return build_unit(env, fleet, check(env, unit, arg=f"stack {pulumi.get_stack()}"))
+
+
+def check_layout(layout: str, stack: str, unit: Unit | None, preview: bool) -> None:
+    """An update in the other layout would declare resources a second time under new URNs (Azure refuses the
+    names, or worse, two stacks own one resource). Previews stay allowed: that is how a move is reviewed."""
+    if preview:
+        return
+    fleet = stack.partition(".")[0]
+    if unit is None and layout == "units":
+        raise ConfigError([f"stamps:layout: {fleet} is deployed as unit stacks; update them (`stamps-ops deploy "
+                           f"--stack {fleet}`, or `pulumi up -s {fleet}.<unit>`), not the single stack {stack}"])
+    if unit is not None and layout == "single":
+        raise ConfigError([f"stamps:layout: {fleet} is deployed as the single stack {fleet}; move it first "
+                           f"(`stamps-ops split-state --stack {fleet}`), then update {stack}"])

@@ -9,6 +9,10 @@ Resolution order (once per test process):
    root the cluster runs as the ``postgres`` OS user (or ``nobody``). Stopped at interpreter exit.
 3. Otherwise skip — unless ``CI=true``, where a missing PostgreSQL fails the test instead, so a
    broken CI setup can never pass as "all skipped".
+
+A second login role (``second_login``) comes from ``STAMPS_TEST_PG_ALIAS_URL`` (also exported by
+``.ci/postgres.sh``), else is created when the admin role may create roles (the throwaway cluster's
+superuser).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import pytest
 import sqlalchemy as sa
 
 PG_URL_ENV = "STAMPS_TEST_PG_URL"
+PG_ALIAS_URL_ENV = "STAMPS_TEST_PG_ALIAS_URL"
 
 
 class PgServer:
@@ -49,14 +54,15 @@ class PgServer:
     def drop_database(self, url: sa.URL) -> None:
         # Plain DROP, not WITH (FORCE): FORCE needs the right to signal *every* session, and a
         # non-superuser test role (as in CI) may not signal autovacuum, which plain DROP handles.
-        # Our own leftover sessions (e.g. a SIGKILLed child's) are terminated first.
+        # Our own leftover sessions (e.g. a SIGKILLed child's, or the second login's) are terminated first.
         name = url.database
         for attempt in range(50):
             with self._admin.connect() as conn:
                 conn.execute(
                     sa.text(
                         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        "WHERE datname = :d AND pid <> pg_backend_pid() AND usename = current_user"
+                        "WHERE datname = :d AND pid <> pg_backend_pid() "
+                        "AND (usename = current_user OR pg_has_role(current_user, usesysid, 'MEMBER'))"
                     ),
                     {"d": name},
                 )
@@ -67,6 +73,36 @@ class PgServer:
                     if attempt == 49:
                         raise
             time.sleep(0.1)  # sessions take a moment to exit after being terminated
+
+    def second_login(self, url: sa.URL) -> sa.URL:
+        """``url``'s database under another login role, granted read and write on its public tables.
+
+        Skips (fails when CI=true) if there is no such role and the admin role may not create one.
+        """
+        alias_env = os.environ.get(PG_ALIAS_URL_ENV)
+        if alias_env:
+            alias = sa.make_url(alias_env)
+            name, password = alias.username, alias.password
+        else:
+            name, password = f"stamps_alias_{os.getpid()}", "alias-pw"
+            with self._admin.connect() as conn:
+                if not conn.exec_driver_sql(
+                    "SELECT rolcreaterole OR rolsuper FROM pg_roles WHERE rolname = current_user"
+                ).scalar():
+                    reason = f"no ${PG_ALIAS_URL_ENV} and the test role may not create a second login role"
+                    if os.environ.get("CI") == "true":
+                        pytest.fail(reason + " (.ci/postgres.sh exports one)", pytrace=False)
+                    pytest.skip(reason)
+                conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}")
+                conn.exec_driver_sql(f"CREATE ROLE {name} LOGIN PASSWORD '{password}'")
+        # As the owner of the tables: enough for the alias to be taken for a real target.
+        owner = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        try:
+            with owner.begin() as conn:
+                conn.exec_driver_sql(f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "{name}"')
+        finally:
+            owner.dispose()
+        return url.set(username=name, password=password)
 
     @contextlib.contextmanager
     def databases(self, n: int) -> Iterator[list[sa.URL]]:

@@ -105,6 +105,7 @@ class FakePulumi:
     config_files: dict[str, str] = field(default_factory=dict)  # --config-file path -> its text at run time
     event_logs: list[str] = field(default_factory=list)
     cwds: list[str] = field(default_factory=list)
+    fleet_files: list[str] = field(default_factory=list)
     # The backend's update history, newest first, in `pulumi stack history --json` form.
     history: list[dict[str, Any]] = field(default_factory=list)
     on_up: Callable[[], Any] | None = None  # runs when `up` starts (a test blocks or kills here)
@@ -138,6 +139,9 @@ class FakePulumi:
         args = list(args)
         self.calls.append(args)
         self.cwds.append(cwd)
+        if "STAMPS_FLEET_FILE" in additional_env:
+            # A unit stack's program reads the fleet file named here: keep what it said at run time.
+            self.fleet_files.append(Path(additional_env["STAMPS_FLEET_FILE"]).read_text())
         op = " ".join(args[:2]) if args[0] == "stack" else args[0]
         if "--config-file" in args:
             path = args[args.index("--config-file") + 1]

@@ -8,6 +8,7 @@ must read an output its upstream stack exports, or the engine hands the program 
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +163,56 @@ def test_split_state_dry_run_prints_a_verified_sequence(project: Path, capsys: p
     assert "none is created, updated or deleted" in out
     assert out.count("pulumi state move --source prod --dest prod.") == 16
     assert "pulumi stack init prod.global --no-select" in out
+
+
+def test_split_state_runs_the_steps_then_records_the_units_layout(project: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import subprocess
+
+    ran: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(argv)
+        failing = len(ran) == 5  # the 5th step fails once: the run stops there and says how to resume
+        return subprocess.CompletedProcess(argv, int(failing), "", "error: backend unavailable" * failing)
+
+    monkeypatch.setattr("ops.playbooks.split_state.subprocess.run", fake_run)
+    assert ops_main(["split-state", "--project-dir", str(project)], runner_factory=lambda *a: None) == 1
+    assert "--from-step 5" in capsys.readouterr().err
+    assert "stamps:layout" not in yaml.safe_load((project / "Pulumi.prod.yaml").read_text())["config"]
+    assert len(ran) == 5
+    before = len(ran)
+    assert ops_main(["split-state", "--project-dir", str(project), "--from-step", "5"],
+                    runner_factory=lambda *a: None) == 0
+    assert ran[before] == ran[4]  # resumed at the failed step
+    assert yaml.safe_load((project / "Pulumi.prod.yaml").read_text())["config"]["stamps:layout"] == "units"
+
+
+def test_routes_command_walks_the_stack_set_in_every_failover_state(capsys: pytest.CaptureFixture[str]) -> None:
+    assert stamps_main(["routes", "--project-dir", str(ROOT), "--fleet", "--each-failover", "--json"]) == 0
+    reports = json.loads(capsys.readouterr().out)
+    assert [r["failedOver"] for r in reports] == [[], ["eastus"]]
+    assert all(r["plan"].startswith("prod stack set") and r["ok"] for r in reports)
+    # Failed over, every tenant of a protected CELL lands on its standby, across the stacks.
+    landed = {t["tenant"]: t["role"] for t in reports[1]["tenants"] if t["verdict"] == "ok"}
+    assert landed and set(landed.values()) == {"standby"}
+
+
+def test_plan_fleet_writes_a_plan_per_stack_and_diffs_per_stack(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "set"
+    assert stamps_main(["plan", "--project-dir", str(ROOT), "--fleet", "prod", "--no-tree", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{p.stack}.plan.json" for p in fleet())
+    capsys.readouterr()
+
+    def scale(cfg: dict[str, Any]) -> None:
+        next(c for c in cfg["stamps:cells"] if c["name"] == "retail")["replicas"]["max"] = 20
+
+    changed = variant(tmp_path, scale)
+    assert stamps_main(["plan", "--project-dir", str(ROOT), "--fleet", "prod", "--config-file", str(changed),
+                        "--no-tree", "--against", str(out)]) == 0
+    text = capsys.readouterr().out
+    # Scaling a CELL changes its primary's stack only (its standby keeps its own size until a failover).
+    assert "17 of 18 stacks unchanged" in text
+    diffs = text.split(" with ", 1)[1]  # after the stacks table's caption: the per-stack diffs
+    assert "prod.cell.retail.eastus" in diffs and "prod.cell.retail.westus" not in diffs

@@ -34,7 +34,7 @@ from ops.stackconfig import ConfigEditError, StackConfigFile, stack_lock
 from stamps.atomicfile import PRIVATE
 from stamps.config.errors import ConfigError
 from stamps.environment import Environment
-from stamps.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, UsageError, clip
+from stamps.errors import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, StampsError, UsageError, clip
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "Context", "Failed", "PlaybookError", "Refused"]
 
@@ -98,6 +98,14 @@ class Context:
     notify_failures: list[str] = field(default_factory=list)
 
     @property
+    def units(self) -> bool:
+        """The fleet is deployed as unit stacks (stamps:layout: units), not as the single stack."""
+        try:
+            return self.environment().config.layout == "units"
+        except (ConfigError, StampsError, OSError):  # reported, with its key, by whatever reads it next
+            return False
+
+    @property
     def state_dir(self) -> Path:
         return self.project_dir / ".stamps"
 
@@ -110,17 +118,15 @@ class Context:
 
     def environment(self, cfg: StackConfigFile | None = None) -> Environment:
         """The validated environment of the stack file (or of an edited, unsaved copy of it)."""
-        from stamps.config.loader import decode_stack_values, load_environment
-        from stamps.offline.engine import read_project, read_stack_config
+        from stamps.offline.engine import read_project
+        from stamps.stacks.fleet import load_fleet
 
         cfg = cfg or self.config_file()
         with tempfile.TemporaryDirectory(prefix="stamps-env-") as tmp:
             path = Path(tmp) / f"Pulumi.{self.stack}.yaml"
             path.write_text(cfg.render(), encoding="utf-8")
-            raw, _ = read_stack_config(path)
-        # The program's own decoder: JSON only for keys typed as objects/lists ("4200" stays a string).
-        values = decode_stack_values(raw)
-        return load_environment(read_project(self.project_dir), self.stack, values)
+            # The program's own path from a stack file to the Environment (decoding, validation).
+            return load_fleet(read_project(self.project_dir), self.stack, path)
 
     def outputs(self) -> dict[str, Any]:
         """The deployed stack's outputs (the resource ids Azure reads need), in a dry run too.
@@ -129,6 +135,10 @@ class Context:
         changes nothing, so with `--runner automation` they come from the real stack. Without a Pulumi CLI
         that read fails and the plan's outputs are used, with a warning (Azure reads then find nothing).
         """
+        if self.units:
+            from ops.unitapply import fleet_outputs
+
+            return fleet_outputs(self)
         if self.dry_run and self.runner_kind == "automation" and isinstance(self.runner, OfflineRunner):
             try:
                 return AutomationRunner(self.project_dir, self.qualified_stack or self.stack,
@@ -143,7 +153,8 @@ class Context:
         """The stack lock around one change, unless this process holds it already (the CLI takes it for a
         whole short playbook; long ones — migrate, scale --watch, incident respond — take it per change, so
         they never block a failover and a page never waits on another playbook)."""
-        if self.dry_run or self.holds_lock:
+        if self.dry_run or self.holds_lock or self.units:
+            # Unit stacks are locked one by one, only those a change updates (ops/unitapply.py).
             yield
             return
         with stack_lock(self.project_dir, self.stack, holder=self.playbook):
@@ -246,9 +257,13 @@ class Context:
         if not cfg.changes:
             return self._deploy_if_behind(title, cfg)
         try:
-            self.environment(cfg)  # never deploy a config the program would reject
+            env = self.environment(cfg)  # never deploy a config the program would reject
         except ConfigError as err:
             raise Refused(f"{title}: the change would make the stack config invalid:\n{err}") from None
+        if env.config.layout == "units":
+            from ops.unitapply import apply_units
+
+            return apply_units(self, title, cfg)
         self.console.print(f"[bold]{title}[/] — config change set:")
         for change in cfg.changes:
             self.console.print(f"  {escape(str(change))}")
@@ -275,6 +290,12 @@ class Context:
         return result
 
     def _deploy_if_behind(self, title: str, cfg: StackConfigFile) -> RunResult | None:
+        if self.units:
+            # Unit stacks take their config from the fleet file, so their history holds none to compare:
+            # `stamps-ops deploy` brings every stack to the file.
+            self.console.print(f"[green]✓[/] {title}: nothing to change, the fleet file already says so "
+                               f"(`stamps-ops deploy --stack {self.stack}` deploys it to every unit stack)")
+            return None
         deployed, source = self._deployed_config()
         behind = _behind(cfg, deployed) if deployed is not None else []
         if not behind:

@@ -25,6 +25,8 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     fleet, unit = split_stack(ctx.stack)
     if unit is not None:
         raise UsageError(f"--stack: {ctx.stack!r} is a unit stack; give the single stack to split (e.g. {fleet})")
+    if ctx.units and not ctx.dry_run and args.from_step == 1:
+        raise SafetyRefusal(f"stamps:layout is already units: {fleet} was split; nothing to move")
     single = plan_stack(ctx.project_dir, fleet)
     units = plan_fleet(ctx.project_dir, fleet)
     check = verify(single, units)
@@ -41,9 +43,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                             "create, update or delete resources. Plan both (`stamps plan --stack "
                             f"{fleet}` and `stamps plan --fleet {fleet}`) and fix the difference first")
     steps = commands(check, ctx.qualified_stack)
+    cfg = ctx.config_file()
     if ctx.dry_run:
         ctx.console.print("verified offline: every resource moves, none is created, updated or deleted. Steps:")
         print(script(steps))
+        print(f"# then: set stamps:layout: units in {cfg.path.name} (this command does it after the last step), "
+              f"and `pulumi stack rm {ctx.qualified_stack}` once every preview shows no cloud change")
         return 0
     start = args.from_step - 1
     if not 0 <= start < len(steps):
@@ -54,8 +59,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         if done.returncode != 0:
             raise OperationFailed(f"step {i} failed ({done.stderr.strip()[-400:]}); nothing after it ran. "
                                   f"Fix the cause and re-run with --from-step {i}")
-    ctx.console.print(f"moved {check.moved} resources; when every preview shows no change to cloud resources, "
-                      f"remove the empty single stack: pulumi stack rm {ctx.qualified_stack}")
+    # From now on playbooks and `pulumi up` work on the unit stacks; the single stack refuses updates.
+    cfg.set("layout", "units")
+    cfg.save()
+    ctx.console.print(f"moved {check.moved} resources and set stamps:layout: units in {cfg.path.name}; when every "
+                      "preview shows no change to cloud resources, remove the empty single stack: "
+                      f"pulumi stack rm {ctx.qualified_stack}")
     return 0
 
 

@@ -105,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
         states = [failed] + ([[p] for p in primaries(config_file)] if args.each_failover else [])
         for state in states:
             cfg = failed_over_file(config_file, state) if state else config_file
-            cases.append((f"{stack} ({config_file.name})", plan_stack(project_dir, stack, cfg), state))
+            if args.fleet:
+                # The fleet's stack set, merged: a request crosses the routing, api, edge and CELL stacks.
+                from stamps.offline.plan import merge_plans
+                from stamps.stacks.fleet import plan_fleet
+
+                plan = merge_plans(plan_fleet(project_dir, stack, cfg), stack)
+                cases.append((f"{stack} stack set ({config_file.name})", plan, state))
+            else:
+                cases.append((f"{stack} ({config_file.name})", plan_stack(project_dir, stack, cfg), state))
     reports = [(title, _report(plan, state)) for title, plan, state in cases]
     if args.json:
         out: Any = [{"plan": title, **r.to_dict()} for title, r in reports]
@@ -123,6 +131,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--stack", default="prod", help="stack to plan when no --plan is given (default: prod)")
     p.add_argument("--config-file", help="stack config file (default: Pulumi.<stack>.yaml)")
     p.add_argument("--project-dir", default=".", help="directory with Pulumi.yaml (default: .)")
+    p.add_argument("--fleet", action="store_true",
+                   help="plan the stack's fleet as its unit stacks (stamps plan --fleet) and walk them together")
     p.add_argument("--failed-over", action="append", metavar="REGION",
                    help="a primary region serving from its DR region (repeatable); without --plan the stack is "
                         "planned in that state")

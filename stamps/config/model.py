@@ -439,6 +439,10 @@ class StampsConfig(Section):
     scaling: ScalingConfig = ScalingConfig()
     growth: GrowthConfig = GrowthConfig()
     rollout: RolloutConfig = RolloutConfig()
+    layout: Literal["single", "units"] = Field(
+        "single", description="how the fleet is deployed: one stack (`pulumi up -s prod`), or one stack per unit "
+                              "(`prod.global`, `prod.cell.<cell>.<region>`, ...; stamps-ops deploy). "
+                              "`stamps-ops split-state` moves a single stack to units and sets it")
     tags: dict[str, str] = Field(default_factory=dict, description="extra tags on every resource")
 
     def app_for(self, cell: CellConfig) -> AppConfig | None:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stamps.config.loader import decode, load_environment
+from stamps.config.loader import decode_stack_values, load_environment
 from stamps.config.stackfile import read_stack_config
 from stamps.environment import Environment
 from stamps.offline.plan import Plan
@@ -24,12 +24,7 @@ def fleet_values(path: Path, arg: str = "--stack") -> dict[str, Any]:
     """The `stamps:` values of a fleet file, decoded as the CLI hands them to a program; secrets left out
     (a unit stack holds its own, or reads them from ESC)."""
     values, secret_keys = read_stack_config(path, arg=arg)
-    out: dict[str, Any] = {}
-    for full_key, value in values.items():
-        ns, _, key = full_key.partition(":")
-        if ns == "stamps" and full_key not in secret_keys:
-            out[key] = decode(key, value)
-    return out
+    return decode_stack_values(values, skip=secret_keys)
 
 
 def load_fleet(project: str, fleet: str, path: Path, arg: str = "--stack") -> Environment:

@@ -21,6 +21,7 @@ Every resource has the same URN type chain and name in both layouts; only the st
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -134,6 +135,26 @@ def _instance(env: Environment, unit: Unit):  # type: ignore[no-untyped-def]
 def dependents(env: Environment, unit: Unit) -> list[Unit]:
     """Units that read `unit`'s outputs: what may need an update after it changes."""
     return [u for u in units(env) if unit in needs(env, u)]
+
+
+def waves(env: Environment, chosen: Sequence[Unit]) -> list[list[Unit]]:
+    """`chosen` in steps that can each run in parallel: layer by layer (global, regions, CELLs, edges, routing,
+    api, tenants), and inside a layer after the chosen units it reads (a standby after its primary). Layer
+    order also sequences what no reference does: a failover scales the standby CELLs before routing sends
+    them traffic."""
+    chosen_set = set(chosen)
+    depth: dict[Unit, int] = {}
+
+    def level(u: Unit) -> int:
+        if u not in depth:
+            same_layer = [d for d in needs(env, u) if d in chosen_set and d.layer == u.layer]
+            depth[u] = 1 + max((level(d) for d in same_layer), default=-1)
+        return depth[u]
+
+    out: dict[tuple[int, int], list[Unit]] = {}
+    for u in chosen:
+        out.setdefault((u.rank, level(u)), []).append(u)
+    return [out[k] for k in sorted(out)]
 
 
 def select(env: Environment, only: list[str]) -> list[Unit]:
