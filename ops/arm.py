@@ -15,6 +15,7 @@ response shape the code parses documented and reviewable in one place.
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -169,7 +170,7 @@ class ArmReader(AzureClient):
             raise ArmReadError(f"Listing {path} failed: more than {self.max_pages} pages", resource_id=path)
         return items
 
-    def query(self, path: str, api_version: str, body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def query(self, path: str, api_version: str, body: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
         """A read-only POST query (Cost Management): every page's ``properties``, following
         ``properties.nextLink`` with the same body; 204 No Content is no page at all."""
         pages: list[dict[str, Any]] = []
@@ -304,13 +305,13 @@ def _json(response: Any) -> dict[str, Any]:
 def _error_details(response: HttpResponse) -> tuple[str, str]:
     """ARM's ``{"error": {"code", "message"}}`` or a flat ``{"code", "message"}``."""
     try:
-        body = response.json()
+        body: Any = response.json()
     except ValueError:
         body = None
     if isinstance(body, dict):
-        inner = body.get("error") if isinstance(body.get("error"), dict) else body
+        inner: Any = body.get("error") if isinstance(body.get("error"), dict) else body
         return str(inner.get("code") or response.reason or "error"), _first_line(str(inner.get("message") or ""))
-    return str(response.reason or "error"), _first_line(response.text()[:300] if response.text else "")
+    return str(response.reason or "error"), _first_line((response.text() or "")[:300])
 
 
 def _first_line(text: str | None) -> str:

@@ -571,11 +571,11 @@ def _error_details(err: HttpResponseError) -> tuple[str, str]:
     if not code and err.response is not None:
         # Metrics errors are sometimes flat {"code","message"} rather than ARM's {"error":{...}}.
         try:
-            body = err.response.json()
+            body: Any = err.response.json()  # type: ignore[attr-defined]  # azure-core's HttpResponse has json(); its stub's base lacks it
         except (ValueError, AttributeError):
             body = None
         if isinstance(body, dict):
-            inner = body.get("error") if isinstance(body.get("error"), dict) else body
+            inner: Any = body.get("error") if isinstance(body.get("error"), dict) else body
             code = inner.get("code") or code
             message = inner.get("message") or message
     return str(code or err.reason or "error"), _first_line(message or err.reason or "")

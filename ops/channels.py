@@ -41,7 +41,8 @@ def notifier_from_env(env: Mapping[str, str] | None = None, *, dry_run: bool = F
         channels.append(_build("STAMPS_SLACK_WEBHOOK_URL", lambda: SlackWebhook(
             Secret(env["STAMPS_SLACK_WEBHOOK_URL"]), channel=env.get("STAMPS_SLACK_CHANNEL") or None)))
     if env.get("STAMPS_PAGERDUTY_ROUTING_KEY"):
-        kwargs = {"events_url": env["STAMPS_PAGERDUTY_EVENTS_URL"]} if env.get("STAMPS_PAGERDUTY_EVENTS_URL") else {}
+        kwargs: dict[str, Any] = ({"events_url": env["STAMPS_PAGERDUTY_EVENTS_URL"]}
+                                  if env.get("STAMPS_PAGERDUTY_EVENTS_URL") else {})
         variable = "STAMPS_PAGERDUTY_EVENTS_URL" if kwargs else "STAMPS_PAGERDUTY_ROUTING_KEY"
         channels.append(_build(variable, lambda: PagerDutyEvents(
             Secret(env["STAMPS_PAGERDUTY_ROUTING_KEY"]), **kwargs)))
@@ -51,8 +52,9 @@ def notifier_from_env(env: Mapping[str, str] | None = None, *, dry_run: bool = F
                        else "STAMPS_STATUSPAGE_API_KEY")
             raise ChannelConfigError(f"{missing}: Statuspage needs both STAMPS_STATUSPAGE_API_KEY and "
                                      "STAMPS_STATUSPAGE_PAGE_ID; set the missing one or unset the other")
-        kwargs = {"api_base": env["STAMPS_STATUSPAGE_API"]} if env.get("STAMPS_STATUSPAGE_API") else {}
-        variable = "STAMPS_STATUSPAGE_API" if kwargs else "STAMPS_STATUSPAGE_PAGE_ID"
+        kwargs_sp: dict[str, Any] = {"api_base": env["STAMPS_STATUSPAGE_API"]} if env.get("STAMPS_STATUSPAGE_API") \
+            else {}
+        variable = "STAMPS_STATUSPAGE_API" if kwargs_sp else "STAMPS_STATUSPAGE_PAGE_ID"
         channels.append(_build(variable, lambda: StatuspageIncident(
-            Secret(env["STAMPS_STATUSPAGE_API_KEY"]), env["STAMPS_STATUSPAGE_PAGE_ID"], **kwargs)))
+            Secret(env["STAMPS_STATUSPAGE_API_KEY"]), env["STAMPS_STATUSPAGE_PAGE_ID"], **kwargs_sp)))
     return Notifier(channels, dry_run=dry_run)

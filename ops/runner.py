@@ -430,7 +430,7 @@ class AutomationRunner:
             return config_file
         from stamps.program import FLEET_FILE_ENV
 
-        env = stack.workspace.env_vars
+        env = cast(dict[str, str], stack.workspace.env_vars)  # a dict in LocalWorkspace; the base says Mapping
         if config_file is None:
             env.pop(FLEET_FILE_ENV, None)
         else:
@@ -562,6 +562,17 @@ def _plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 PlanFn = Callable[..., Any]  # plan_stack(project_dir, stack, config_file=...) -> Plan
+
+
+def _takes(fn: Callable[..., Any], keyword: str) -> bool:
+    """Does `fn` accept `keyword` (tests pass plan functions without the progress callback)?"""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 DiffFn = Callable[[Any, Any], Any]  # diff_plans(old, new) -> PlanDiff
 
 
@@ -685,9 +696,13 @@ class OfflineRunner:
 
     def _plan(self, text: str) -> Any:
         if text not in self._plans:
+            from stamps.offline.progress import progress_line
+
             plan_fn, _ = self._engine()
-            with self._copy(text) as path:
-                self._plans[text] = plan_fn(self.project_dir, self.engine_stack, config_file=path)
+            # A fleet's plan takes tens of seconds: the `stamps plan` progress line, on a terminal only.
+            with self._copy(text) as path, progress_line(sys.stdout, 1) as line:
+                count = {"on_register": line.stack(self.engine_stack)} if _takes(plan_fn, "on_register") else {}
+                self._plans[text] = plan_fn(self.project_dir, self.engine_stack, config_file=path, **count)
         return self._plans[text]
 
     def _run(self, operation: str, changes: Changes, targets: Sequence[str] | None) -> RunResult:

@@ -74,7 +74,7 @@ class CosmosTenantDirectory:
         self.path = f"/dbs/{database}/colls/{container}/docs"
         host = self.endpoint.split("://", 1)[-1].split(":", 1)[0]
         scope = f"https://{host}/.default"
-        self._client = PipelineClient(
+        self._client: PipelineClient[Any, Any] = PipelineClient(
             self.endpoint,
             policies=[
                 policies.HeadersPolicy(), (retry or RetrySettings()).build_policy(),

@@ -77,5 +77,6 @@ def sdk_api_version(type_token: str) -> str | None:
     """The API version the installed pulumi-azure-native uses for a type, read from the class's module."""
     _, module, cls = type_token.split(":")
     klass = getattr(importlib.import_module(f"pulumi_azure_native.{module}"), cls)
-    match = _VERSION.search(inspect.getdoc(klass) or "") or _VERSION.search(inspect.getsource(inspect.getmodule(klass)))
+    module_source = inspect.getsource(importlib.import_module(klass.__module__))
+    match = _VERSION.search(inspect.getdoc(klass) or "") or _VERSION.search(module_source)
     return match.group(1) if match else None

@@ -88,6 +88,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import metadata
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import pulumi
@@ -385,10 +386,10 @@ def _cheap_get_stack_trace() -> source_pb2.StackTrace:
         # extract_stack would keep only the innermost frames: rare enough to leave to the stock code.
         return _STOCK_GET_STACK_TRACE()
     frames = []
-    frame = sys._getframe()
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
+    caller: FrameType | None = sys._getframe()
+    while caller is not None:
+        frames.append(caller)
+        caller = caller.f_back
     inits, index = 0, -1
     for i, frame in enumerate(frames):
         if frame.f_code.co_name == "__init__":

@@ -107,4 +107,5 @@ def test_the_policy_check_of_a_playbook_update_shows_the_line(tmp_path: Path) ->
                                   "--project-dir", str(project)])
     drawn, _, after = out.rpartition("\x1b[K")
     assert LINE.search(drawn), out[:2000]
+    assert re.search(r"planning prod: [\d,]+ resources registered", drawn), out[:2000]  # its offline plans too
     assert "resources analyzed" not in after and "would change" in ANSI.sub("", after)

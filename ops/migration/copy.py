@@ -110,7 +110,7 @@ class _Batch:
     """One source batch, read and checksummed, waiting to be written: rows or COPY text."""
 
     lo: Key | None
-    hi: Key
+    hi: Key | None  # None: the open end of a delta range
     checksum: Checksum
     rows: list[Any] = field(default_factory=list)
     buf: io.StringIO | None = None
@@ -599,7 +599,7 @@ class TenantDataMover:
                 while True:
                     lo = state.high_water_mark
                     read, hi = self._native_write(
-                        conn, tp, lambda nt=nt, lo=lo: nt.copy_batch(conn, lo, n), nt.batch_selection(lo, n)
+                        conn, tp, lambda nt=nt, lo=lo: nt.copy_batch(conn, lo, n), nt.batch_selection(lo, n)  # type: ignore[misc]  # defaults bind this batch's values
                     )
                     if hi is None:
                         break
@@ -619,6 +619,7 @@ class TenantDataMover:
                         tgt.insert_missing(tc, rows, b.lo, b.hi)
 
                 cs, _rows = self._write_with_parents(tp, batch.lo, batch.hi, batch, write)
+                assert batch.hi is not None  # a keyset batch always ends at its last key
                 record(cs, batch.hi)
         state.done = True
         emit(BatchEvent("bulk_copy", tp.fullname, 0, state.high_water_mark, state.checksum, done=True))

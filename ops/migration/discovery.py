@@ -123,7 +123,7 @@ def discover(
         for fk in t.foreign_keys
         if fk.parent.name == tenant_column
         and fk.column.table not in tenant
-        and len(fk.constraint.columns) == 1
+        and fk.constraint is not None and len(fk.constraint.columns) == 1
         and len(fk.column.table.primary_key.columns) == 1
     }
     reference: set[sa.Table] = set()
@@ -267,7 +267,7 @@ def ensure_target_schema(plan: MigrationPlan, target: Engine, source_dialect: st
             problems.extend(_compare_existing(tp, inspector, plan.schema))
             continue
         cols = [_target_column(c, same_dialect) for c in tp.table.columns]
-        extras: list[sa.SchemaItem] = []
+        extras: list[sa.schema.SchemaItem] = []
         for fk in tp.table.foreign_key_constraints:
             extras.append(
                 sa.ForeignKeyConstraint(
@@ -289,8 +289,8 @@ def ensure_target_schema(plan: MigrationPlan, target: Engine, source_dialect: st
     if problems:
         raise SchemaMismatchError("target schema is incompatible: " + "; ".join(problems))
     for t in to_create:
-        for fk in t.foreign_keys:
-            ref = fk.target_fullname.rsplit(".", 1)[0]
+        for fkey in t.foreign_keys:
+            ref = fkey.target_fullname.rsplit(".", 1)[0]
             if ref not in new_md.tables:
                 sa.Table(ref.rsplit(".", 1)[-1], new_md, autoload_with=target)
     if to_create:

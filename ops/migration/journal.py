@@ -668,8 +668,8 @@ class MigrationRunner:
             return {"ok": True, "rows": {t.table: t.actual.count for t in report.tables}}
         if step == Step.DELTA_COPY:
             j.check_plan(m.plan, m.method)
-            states = m.delta_copy(resume=j.delta_states(), on_batch=self._observer(j.record_delta))
-            return {n: {"inserted": s.inserted, "updated": s.updated, "deleted": s.deleted} for n, s in states.items()}
+            deltas = m.delta_copy(resume=j.delta_states(), on_batch=self._observer(j.record_delta))
+            return {n: {"inserted": s.inserted, "updated": s.updated, "deleted": s.deleted} for n, s in deltas.items()}
         if step == Step.DONE:
             return None
         hook: StepHook = getattr(self.hooks, step.value)

@@ -164,7 +164,7 @@ class TableIO:
         """pg-md5 checksum of the rows with these keys (in the caller's snapshot)."""
         for setting in PG_PINNED_SETTINGS:
             conn.exec_driver_sql(setting)
-        h = sa.literal_column(pg_row_hash_sql(self._quoted))
+        h: sa.ColumnClause[Any] = sa.literal_column(pg_row_hash_sql(self._quoted))
         total = Checksum()
         for i in range(0, len(keys), 500):
             stmt = (
@@ -213,7 +213,7 @@ class TableIO:
     def _pg_checksum(self, conn: Connection, lo: Key | None, hi: Key | None) -> Checksum:
         for setting in PG_PINNED_SETTINGS:
             conn.exec_driver_sql(setting)
-        h = sa.literal_column(pg_row_hash_sql(self._quoted))
+        h: sa.ColumnClause[Any] = sa.literal_column(pg_row_hash_sql(self._quoted))
         stmt = (
             sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(sa.cast(h, sa.Numeric)), 0))
             .select_from(self.table)

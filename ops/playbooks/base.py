@@ -220,7 +220,7 @@ class Context:
             self.notify_failures += [f"{r.channel}: {r.error}" for r in report.results if not r.ok]
             return report
 
-        notifier.notify = notify
+        notifier.notify = notify  # type: ignore[method-assign]  # count failed deliveries of this one instance
         return notifier
 
     def preflight(self) -> None:
@@ -232,7 +232,7 @@ class Context:
             notifier_from_env(dry_run=True).close()  # raises ChannelConfigError naming the variable
 
     # --- changing ---------------------------------------------------------------------------------------
-    def apply(self, title: str, edit: Callable[[StackConfigFile], None], *, local: bool = True) -> RunResult | None:
+    def apply(self, title: str, edit: Callable[[StackConfigFile], object], *, local: bool = True) -> RunResult | None:
         """Edit the stack config, validate the result, then preview (dry run) or save and update.
 
         Returns None when the edit changes nothing: re-running a playbook after success is a no-op.
@@ -248,7 +248,7 @@ class Context:
         with self.locked():
             return self._apply(title, lambda cfg: None, local=False)
 
-    def _apply(self, title: str, edit: Callable[[StackConfigFile], None], *, local: bool) -> RunResult | None:
+    def _apply(self, title: str, edit: Callable[[StackConfigFile], object], *, local: bool) -> RunResult | None:
         cfg = self.config_file()
         try:
             edit(cfg)

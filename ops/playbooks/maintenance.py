@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +161,8 @@ def check_cost(s: Scope, c: Check) -> None:
     }
     pages = s.arm.query(f"/subscriptions/{s.subscription}/providers/Microsoft.CostManagement/query",
                         API["costManagement"], body)
-    current: Counter[str] = Counter()
-    previous: Counter[str] = Counter()
+    current: defaultdict[str, float] = defaultdict(float)  # currency amounts, not counts
+    previous: defaultdict[str, float] = defaultdict(float)
     currencies: set[str] = set()
     for page in pages:
         names = [str(col.get("name", "")).lower() for col in page.get("columns") or []]
@@ -361,17 +361,17 @@ def check_dr_readiness(s: Scope, c: Check) -> None:
             c.find("warn", cell.name, f"geo-secondary {standby.key} still {state.lower()}")
         else:
             c.find("fail", cell.name, f"geo-replication to {standby.key} is {state}")
-    for primary, tm in traffic_manager_profiles(s.outputs).items():
-        region = env.regions[primary].dr_region if primary in env.regions else None
-        if not region or not any(i.cell.region == primary and i.role == "standby" for i in env.instances):
+    for primary_name, tm in traffic_manager_profiles(s.outputs).items():  # a region name, not a CELL instance
+        region = env.regions[primary_name].dr_region if primary_name in env.regions else None
+        if not region or not any(i.cell.region == primary_name and i.role == "standby" for i in env.instances):
             continue
         endpoints = {str(e.get("name")): e.get("properties") or {}
                      for e in (s.arm.get(tm, API["trafficManager"]).get("properties") or {}).get("endpoints") or []}
         ep = endpoints.get(f"endpoint-{region}")
         if ep is None:
-            c.find("fail", f"endpoint-{region}", f"{primary}'s profile has no endpoint in its DR region")
+            c.find("fail", f"endpoint-{region}", f"{primary_name}'s profile has no endpoint in its DR region")
         elif ep.get("endpointStatus") != "Enabled":
-            c.find("fail", f"endpoint-{region}", f"{primary}'s DR endpoint is {ep.get('endpointStatus')}")
+            c.find("fail", f"endpoint-{region}", f"{primary_name}'s DR endpoint is {ep.get('endpointStatus')}")
         elif ep.get("endpointMonitorStatus") not in PROBING_OK:
             c.find("fail", f"endpoint-{region}", f"DR endpoint probes {ep.get('endpointMonitorStatus')}")
     c.data = {"geoReplication": rows}

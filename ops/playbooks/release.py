@@ -115,7 +115,7 @@ def _steps_of(ctx: Context, args: argparse.Namespace, pending: list[CellConfig],
         if weight <= done:
             continue  # resumed: this step is already in the stack
         ctx.apply(f"release {args.version}: {weight}% of traffic on the new revision",
-                  lambda cfg, w=weight: _set_weight(cfg, pending, args.version, w), local=True)
+                  lambda cfg, w=weight: _set_weight(cfg, pending, args.version, w), local=True)  # type: ignore[misc]  # w binds this step's weight
         if ctx.dry_run:
             continue
         audit(ctx, "release", "step", version=args.version, weight=weight, cells=[c.name for c in pending])

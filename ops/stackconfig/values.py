@@ -181,13 +181,13 @@ def _to_node(value: Any, likes: Sequence[Any] = ()) -> Any:
             m.fa.set_block_style()
         return m
     if isinstance(value, list):
-        examples = [n for n in likes if isinstance(n, CommentedSeq)]
-        s = CommentedSeq([_to_node(v, [i for e in examples for i in e][:8]) for v in value])
-        flow = next((f for f in map(_flow_of, examples) if f is not None), None)
-        if flow is None:
+        seqs = [n for n in likes if isinstance(n, CommentedSeq)]
+        s = CommentedSeq([_to_node(v, [i for e in seqs for i in e][:8]) for v in value])
+        seq_flow = next((f for f in map(_flow_of, seqs) if f is not None), None)
+        if seq_flow is None:
             # Lists of scalars are written inline in this repo (`compliance: [pci-dss, sox]`).
-            flow = all(not isinstance(v, dict | list | Secret) for v in value)
-        if flow:
+            seq_flow = all(not isinstance(v, dict | list | Secret) for v in value)
+        if seq_flow:
             s.fa.set_flow_style()
         else:
             s.fa.set_block_style()

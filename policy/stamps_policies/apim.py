@@ -185,7 +185,7 @@ def _tier_header(args: StackValidationArgs, report: ReportViolation) -> None:
 
     def ids(r: Any, *keys: str) -> tuple[Any, ...] | None:
         """The resource's ids, or None while one is unknown (preview): it is matched after the update."""
-        values = tuple(_last_segment(known(lambda k=k: r.props.get(k))) for k in keys)
+        values = tuple(_last_segment(known(lambda k=k: r.props.get(k))) for k in keys)  # type: ignore[misc]  # the default binds the loop value; known() calls the lambda at once
         return None if UNKNOWN in values else values
 
     by_type: dict[str, list[Any]] = {}

@@ -244,15 +244,15 @@ def tenant_placements(topo: Topology, routing_label: str) -> dict[str, set[str]]
     placed: dict[str, set[str]] = defaultdict(set)
     for n in topo.of_type(NAMED_VALUE):
         labels = n.get("tags")
-        labelled = isinstance(labels, Sequence) and known(lambda labels=labels: routing_label in labels) is True
+        labelled = isinstance(labels, Sequence) and known(lambda labels=labels: routing_label in labels) is True  # type: ignore[misc]  # the default binds the loop value; known() calls the lambda at once
         value = n.get("value")
         if labelled and isinstance(value, str):
             for tenant, cell in routing_entries(value):
                 placed[cell].add(tenant)
     for n in topo.nodes:
-        tenant, cell = n.tags.get("tenant"), n.tags.get("cell")
-        if tenant and cell:
-            placed[cell].add(tenant)
+        tagged_tenant, tagged_cell = n.tags.get("tenant"), n.tags.get("cell")
+        if tagged_tenant and tagged_cell:
+            placed[tagged_cell].add(tagged_tenant)
     for inst in topo.instances:
         placed[inst.cell].update(t for t in re.split(r"[,\s]+", inst.app.tags.get("tenants", "")) if t)
     return placed

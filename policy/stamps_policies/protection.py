@@ -86,7 +86,8 @@ def _zone_support(args: ResourceValidationArgs, _cfg: dict[str, Any]) -> Iterato
         yield f"zones {[str(z) for z in zones]} in {region}, which has no availability zones ({cap.AZ_SOURCE})"
     if region and known(lambda: props.get("zoneRedundant")) is True and not cap.has_zones(region):
         yield f"zoneRedundant: true in {region}, which has no availability zones ({cap.AZ_SOURCE})"
-    for i, loc in enumerate(known(lambda: props.get("locations")) or []):
+    locations: Any = known(lambda: props.get("locations")) or []
+    for i, loc in enumerate(locations):
         name = str(lookup(loc, "locationName") or "").replace(" ", "").lower()
         if lookup(loc, "isZoneRedundant") is True and name and not cap.has_zones(name):
             yield f"locations[{i}].isZoneRedundant: true in {name}, which has no availability zones ({cap.AZ_SOURCE})"

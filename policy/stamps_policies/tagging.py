@@ -109,7 +109,7 @@ def _signature_from_import(type_token: str) -> bool | None:
     cls = args_class(type_token)
     if cls is None:
         return None
-    param = inspect.signature(cls.__init__).parameters.get("tags")
+    param = inspect.signature(cls).parameters.get("tags")
     return param is not None and _is_mapping(param.annotation)
 
 
@@ -125,7 +125,7 @@ def _check(args: ResourceValidationArgs, cfg: dict[str, Any]) -> Iterator[str]:
         return
     tags = args.props.get("tags") or {}
     # A value unknown during preview counts as present: only its key can be checked yet.
-    values = {str(k): known(lambda k=k: tags[k]) for k in tags}
+    values = {str(k): known(lambda k=k: tags[k]) for k in tags}  # type: ignore[misc]  # the default binds the loop value; known() calls the lambda at once
     required = list(cfg["requiredTags"])
     in_cell = values.get("layer") == "cell" or CELL_COMPONENT in type_chain(args.urn)[:-1]
     if in_cell:

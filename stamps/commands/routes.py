@@ -32,7 +32,7 @@ def failed_over_file(config_file: Path, regions: list[str]) -> Path:
     """A copy of the stack file with `servingFrom: dr` on the given primary regions (what failover writes)."""
     doc = yaml.safe_load(config_file.read_text()) or {}
     cfg = doc.get("config") or {}
-    known = {r.get("name"): r for r in cfg.get("stamps:regions") or [] if isinstance(r, dict)}
+    known = {str(r.get("name")): r for r in cfg.get("stamps:regions") or [] if isinstance(r, dict)}
     for region in regions:
         r = known.get(region)
         if r is None or r.get("role") != "primary":

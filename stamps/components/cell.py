@@ -458,7 +458,7 @@ class Cell(StampsComponent):
             resource_group_name=rg,
             server_name=self.sql_server.name,
             blob_auditing_policy_name="default",
-            state="Enabled",
+            state=azure.sql.BlobAuditingPolicyState.ENABLED,
             is_azure_monitor_target_enabled=True,
             opts=self.opts(),
         )
@@ -471,7 +471,7 @@ class Cell(StampsComponent):
             resource_group_name=rg,
             server_name=self.sql_server.name,
             security_alert_policy_name="Default",
-            state="Enabled",
+            state=azure.sql.SecurityAlertsPolicyState.ENABLED,
             email_account_admins=True,
             opts=self.opts(),
         )

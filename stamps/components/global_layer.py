@@ -90,14 +90,14 @@ class Global(StampsComponent):
             resource_group_name=rg,
             location=home,
             kind="GlobalDocumentDB",
-            database_account_offer_type="Standard",
+            database_account_offer_type=azure.cosmosdb.DatabaseAccountOfferType.STANDARD,
             # Zone redundancy follows each region's choice (on where offered); fixed once the account exists.
             locations=[
                 azure.cosmosdb.LocationArgs(location_name=r, failover_priority=i,
                                             is_zone_redundant=zones_for(r, env.regions[r].zone_redundant))
                 for i, r in enumerate(regions)
             ],
-            consistency_policy=azure.cosmosdb.ConsistencyPolicyArgs(default_consistency_level="Session"),
+            consistency_policy=azure.cosmosdb.ConsistencyPolicyArgs(default_consistency_level=azure.cosmosdb.DefaultConsistencyLevel.SESSION),
             enable_automatic_failover=True,
             disable_local_auth=True,
             disable_key_based_metadata_write_access=True,
@@ -149,7 +149,7 @@ class Global(StampsComponent):
                 account_name=self.cosmos.name,
                 resource_group_name=rg,
                 role_assignment_id=self.cosmos.id.apply(
-                    lambda aid, oid=op.object_id: str(uuid.uuid5(uuid.NAMESPACE_URL,
+                    lambda aid, oid=op.object_id: str(uuid.uuid5(uuid.NAMESPACE_URL,  # type: ignore[misc]  # oid binds this operator
                                                                  f"{aid}{DIRECTORY_SCOPE}/{oid}/contributor"))),
                 principal_id=op.object_id,
                 role_definition_id=pulumi.Output.concat(
@@ -333,7 +333,7 @@ class TrafficRouting(StampsComponent):
             resource_group_name=resource_group_name,
             host_name=api_host,
             tls_settings=azure.cdn.AFDDomainHttpsParametersArgs(
-                certificate_type="ManagedCertificate", minimum_tls_version="TLS12"),
+                certificate_type="ManagedCertificate", minimum_tls_version=azure.cdn.AfdMinimumTlsVersion.TLS12),
             opts=self.opts(),
         )
         group = azure.cdn.AFDOriginGroup(
@@ -343,7 +343,8 @@ class TrafficRouting(StampsComponent):
             resource_group_name=resource_group_name,
             # API Management's status endpoint answers 200 while that regional gateway is healthy.
             health_probe_settings=azure.cdn.HealthProbeParametersArgs(
-                probe_path=APIM_STATUS_PATH, probe_protocol="Https", probe_request_type="GET",
+                probe_path=APIM_STATUS_PATH, probe_protocol=azure.cdn.ProbeProtocol.HTTPS,
+                probe_request_type=azure.cdn.HealthProbeRequestType.GET,
                 probe_interval_in_seconds=tm.probe_interval,
             ),
             load_balancing_settings=azure.cdn.LoadBalancingSettingsParametersArgs(
@@ -360,8 +361,8 @@ class TrafficRouting(StampsComponent):
                 origin_group_name=group.name,
                 profile_name=self.front_door.name,
                 resource_group_name=resource_group_name,
-                host_name=gateways.apply(lambda g, r=region: g[r]),
-                origin_host_header=gateways.apply(lambda g, r=region: g[r]),
+                host_name=gateways.apply(lambda g, r=region: g[r]),  # type: ignore[misc]  # the defaults bind this loop's values
+                origin_host_header=gateways.apply(lambda g, r=region: g[r]),  # type: ignore[misc]  # the defaults bind this loop's values
                 https_port=443,
                 http_port=80,
                 enforce_certificate_name_check=True,

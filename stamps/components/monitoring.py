@@ -297,12 +297,13 @@ class Monitoring(StampsComponent):
             content = ids.apply(tile.build)
             if tile.chart == "markdown":
                 meta = azure.portal.DashboardPartMetadataArgs(
-                    type=MARKDOWN_PART, inputs=[], settings=content.apply(lambda c, t=tile: markdown_settings(t, c)))
+                    type=MARKDOWN_PART, inputs=[],
+                    settings=content.apply(lambda c, t=tile: markdown_settings(t, c)))  # type: ignore[misc]  # the defaults bind this loop's values
             else:
                 meta = azure.portal.DashboardPartMetadataArgs(
                     type=LOGS_PART,
                     inputs=pulumi.Output.all(ids, content).apply(
-                        lambda a, i=i, t=tile: logs_inputs(dash.name, i, t, a[0].workspace_id, a[1])),
+                        lambda a, i=i, t=tile: logs_inputs(dash.name, i, t, a[0].workspace_id, a[1])),  # type: ignore[misc]  # the defaults bind this loop's values
                     settings={"content": {"PartTitle": tile.title, "PartSubTitle": tile.subtitle}},
                 )
             parts.append(azure.portal.DashboardPartsArgs(

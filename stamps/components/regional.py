@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import cast
 
 import pulumi
 import pulumi_azure_native as azure
@@ -151,7 +152,8 @@ class Region(StampsComponent):
             opts=self.opts(),
         )
         self.diagnose(self.vnet, shared.workspace_id)
-        subnet_ids = self.vnet.subnets.apply(lambda ss: {s.name: s.id for s in (ss or [])})
+        subnet_ids = cast("pulumi.Output[dict[str, str]]",  # every subnet of ours has a name and an id
+                          self.vnet.subnets.apply(lambda ss: {s.name: s.id for s in (ss or [])}))
 
         zones = {}
         for what, zone in PRIVATE_ZONES.items():
@@ -180,7 +182,7 @@ class Region(StampsComponent):
             location=region,
             properties=azure.keyvault.VaultPropertiesArgs(
                 tenant_id=shared.tenant_id,
-                sku=azure.keyvault.SkuArgs(family="A", name="standard"),
+                sku=azure.keyvault.SkuArgs(family="A", name=azure.keyvault.SkuName.STANDARD),
                 enable_rbac_authorization=True,
                 enable_soft_delete=True,
                 soft_delete_retention_in_days=90,
@@ -206,7 +208,7 @@ class Region(StampsComponent):
             resource_group_name=rg,
             location=region,
             sku=azure.automation.SkuArgs(name="Basic"),
-            identity=azure.automation.IdentityArgs(type="SystemAssigned"),
+            identity=azure.automation.IdentityArgs(type=azure.automation.ResourceIdentityType.SYSTEM_ASSIGNED),
             disable_local_auth=True,
             public_network_access=False,
             tags=tags,
@@ -277,8 +279,8 @@ class Region(StampsComponent):
         self.certificate_access = self.grant("agw-kv-access", cert_vault, self.identity.principal_id,
                                              "Key Vault Secrets User", shared.subscription_id)
         self.certificate_access_wait = self.propagation_wait("agw-kv-access-wait", [self.certificate_access])
-        self.edge_waits = [self.key_vault, self.certificate_access, self.certificate_access_wait] + (
-            [self.certificate] if self.certificate else [])
+        self.edge_waits = [self.key_vault, self.certificate_access, self.certificate_access_wait]
+        self.edge_waits += [self.certificate] if self.certificate else []
         entry_fqdn: pulumi.Output[str] = self.public_ip.dns_settings.apply(lambda d: (d.fqdn if d else None) or "")
         self._outputs = {"keyVaultId": self.key_vault.id, "entryFqdn": entry_fqdn}
         return RegionOutputs(
@@ -365,7 +367,7 @@ class Region(StampsComponent):
             app = env.config.app_for(cell.instance.cell)
             return app.readiness_path if app else "/"
 
-        def backend(key: str, fqdns: list[pulumi.Output[str]], probe_path: str,
+        def backend(key: str, fqdns: list[pulumi.Input[str]], probe_path: str,
                     path_override: str | None = None) -> None:
             # Backends by FQDN with the host name taken from it: the environment's ingress routes by host,
             # and one pool may hold several CELLs (the health pools).
@@ -411,7 +413,7 @@ class Region(StampsComponent):
         tls = env.config.tls
         cert = tls.certificate_name
         # Versionless: the gateway follows rotations (a new PFX, or a new version in the central vault).
-        secret_id = (net.key_vault_uri.apply(lambda uri: tls.secret_id(uri))
+        secret_id = (pulumi.Output.from_input(net.key_vault_uri).apply(lambda uri: tls.secret_id(uri))
                      if tls.key_vault_id is None else tls.secret_id())
         # It reads the certificate at creation: it waits for the secret and for its own role assignment
         # (ApplicationGatewayKeyVaultSecretException / LinkedAccessCheckFailed otherwise).
@@ -427,7 +429,7 @@ class Region(StampsComponent):
                 min_capacity=2, max_capacity=10
             ),
             identity=azure.network.ManagedServiceIdentityArgs(
-                type="UserAssigned",
+                type=azure.network.ResourceIdentityType.USER_ASSIGNED,
                 user_assigned_identities=[net.identity_id],
             ),
             firewall_policy=azure.network.SubResourceArgs(id=self.waf_policy.id),

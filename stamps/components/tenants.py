@@ -14,6 +14,7 @@ Subscription keys are secrets and are never exported; ops reads one at run time 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure
@@ -41,8 +42,8 @@ class TenantAccess(StampsComponent):
                  service_name: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("stamps:tenants:TenantAccess", name, opts)
         self.env = env
-        self.common: dict[str, pulumi.Input[str]] = {"resource_group_name": resource_group_name,
-                                                     "service_name": service_name}
+        # Splatted into every resource below: Any, as each resource types its other arguments apart.
+        self.common: dict[str, Any] = {"resource_group_name": resource_group_name, "service_name": service_name}
         self.tenant_index: dict[str, dict[str, object]] = {}
         self.subscriptions: dict[str, azure.apimanagement.Subscription] = {}
         self.routing_names: list[str] = []

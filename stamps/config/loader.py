@@ -158,9 +158,9 @@ def _check_names(env: Environment) -> None:
             problems.append(f"stamps:regions: {err}")
     index = {c.name: i for i, c in enumerate(env.config.cells)}
     for inst in env.instances:
-        for fn in (n.storage, n.sql_server, n.container_app, n.managed_env):
+        for name_of in (n.storage, n.sql_server, n.container_app, n.managed_env):
             try:
-                fn(inst.key)
+                name_of(inst.key)
             except NameError_ as err:
                 where = f"stamps:cells[{index[inst.name]}].name" if inst.name in index else "stamps:tenants"
                 problems.append(f"{where}: {err}; use a shorter CELL name")

@@ -111,7 +111,7 @@ def _check_cidr(value: str) -> str:
         net = ipaddress.ip_network(value, strict=True)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not an IPv4 address or CIDR block like 203.0.113.0/24") from exc
-    rfc1918 = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
+    rfc1918 = [ipaddress.IPv4Network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")]
     if not isinstance(net, ipaddress.IPv4Network) or any(net.subnet_of(p) for p in rfc1918):
         # The IP firewall sees public source addresses only; private traffic arrives over private endpoints.
         raise ValueError(f"{value!r} must be a public IPv4 address or range (Cosmos DB IP firewall rules)")

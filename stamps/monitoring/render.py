@@ -52,7 +52,7 @@ class PlannedDashboard:
 
 
 def _inputs(metadata: dict[str, Any]) -> dict[str, Any]:
-    return {i.get("name"): i.get("value") for i in metadata.get("inputs") or [] if isinstance(i, dict)}
+    return {str(i.get("name")): i.get("value") for i in metadata.get("inputs") or [] if isinstance(i, dict)}
 
 
 def _tile(part: dict[str, Any]) -> PlannedTile:

@@ -100,7 +100,7 @@ def _card(c: Card) -> str:
     bx = c.x + CARD_W - 12
     badges = [("PRIMARY", "#0f172a") if inst.role == "primary" else ("STANDBY", "#64748b")]
     if inst.isolated:
-        badges.append(("ISOLATED", COLORS["isolated"]))
+        badges.append(("ISOLATED", str(COLORS["isolated"])))
     elif not inst.alerts_enabled:
         badges.append(("ALERTS OFF", "#b45309"))
     for label, color in badges:
@@ -135,7 +135,7 @@ def topology_svg(env: Environment) -> str:
     col_h: dict[str, float] = {}
     for i, region in enumerate(regions):
         x = MARGIN + i * (COL_W + COL_GAP) + (COL_W - CARD_W) / 2
-        y = TOP + 56
+        y: float = TOP + 56
         for inst in env.instances_in(region):
             h = _card_height(inst)
             cards[(inst.name, inst.role)] = Card(inst, x, y, h)
@@ -187,9 +187,9 @@ def topology_svg(env: Environment) -> str:
                        'stroke="#059669" stroke-width="3" marker-end="url(#arrow)"/>')
         out.append("</g>")
     # DR links: primary → standby.
-    for (name, role), c in cards.items():
+    for (name, card_role), c in cards.items():
         standby = cards.get((name, "standby"))
-        if role != "primary" or standby is None:
+        if card_role != "primary" or standby is None:
             continue
         left, right = (c, standby) if c.x < standby.x else (standby, c)
         x1, y1 = left.x + CARD_W, left.y + 30

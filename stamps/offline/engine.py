@@ -147,6 +147,8 @@ def plan_stack(
     project = read_project(project_dir)
     fleet, unit = split_stack(stack)
     own_file = Path(config_file) if config_file else project_dir / f"Pulumi.{stack}.yaml"
+    values: dict[str, str]
+    secret_keys: list[str]
     if unit is not None and config_file is None and not own_file.is_file():
         values, secret_keys = {}, []  # a unit stack needs no file of its own: the fleet file defines it
     else:

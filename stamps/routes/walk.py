@@ -278,7 +278,7 @@ class Walker:
         api, pol = self.api, self.policy
         routing = routes_of(self.index, pol) if pol else {}
         placed = {str(k): str(v) for k, v in (self.index.outputs.get("tenantCells") or {}).items()}
-        if pol is not None:
+        if pol is not None and api is not None:  # a policy is only read from an API
             self.check_policy(pol, api)
         entry = next((str(d["inputs"].get("hostName")) for d in self.index.of(AFD_DOMAIN)), "")
         out = []

@@ -54,7 +54,7 @@ def pick(value: pulumi.Input[Mapping[str, Any]], key: str) -> pulumi.Output[Any]
     Output holding the whole map when read through a StackReference."""
     if isinstance(value, Mapping):
         return pulumi.Output.from_input(value[key])
-    return pulumi.Output.from_input(value).apply(lambda m: m[key])
+    return pulumi.Output.from_input(value).apply(lambda m: m[key])  # type: ignore[arg-type]  # from_input takes any Input; the stub names only Output
 
 
 @dataclass(frozen=True)

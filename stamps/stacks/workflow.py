@@ -72,7 +72,7 @@ def workflow(env: Environment, fleet: str, *, branch: str = "main", parallel: in
     pulumi_version = metadata.version("pulumi")
     azure_native_version = metadata.version("pulumi-azure-native")
     secrets = {name: f"${{{{ secrets.{name} }}}}" for name in SECRETS}
-    setup = [
+    setup: list[dict[str, Any]] = [
         {"uses": "actions/checkout@v4"},
         {"uses": "actions/setup-python@v5",
          "with": {"python-version": "3.11", "cache": "pip", "cache-dependency-path": "pyproject.toml"}},
