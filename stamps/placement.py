@@ -162,6 +162,24 @@ def place(cfg: StampsConfig) -> Placement:
     return Placement(tenant_cells=tenant_cells, new_cells=tuple(new_cells))
 
 
+def unpinned_warnings(cfg: StampsConfig, tenant_cells: dict[str, str]) -> list[str]:
+    """Outside dev: tenants placement chooses a CELL for on every run, and where to pin them.
+
+    Their CELL follows the rest of the config: onboarding, removing or re-pinning another tenant can move
+    them, and the plan then routes them to a CELL that holds none of their data (a move needs `stamps-ops
+    migrate`). `onboard` pins every tenant it adds; this catches hand-written tenants.
+    """
+    if cfg.environment == "dev":
+        return []
+    loose = [(i, t.id) for i, t in enumerate(cfg.tenants) if t.cell is None]
+    if not loose:
+        return []
+    pins = ", ".join(f"stamps:tenants[{i}].cell: {tenant_cells[tid]}" for i, tid in loose[:3])
+    more = f" (and {len(loose) - 3} more)" if len(loose) > 3 else ""
+    return [f"{len(loose)} tenant(s) have no `cell:`, so adding or removing another tenant can move them to a "
+            f"CELL without their data: pin them where they are now: {pins}{more}"]
+
+
 def placement_for(cfg: StampsConfig, tenant_id: str) -> TenantPlacement:
     """Where `tenant_id` (already listed under `stamps:tenants`) goes: for the onboarding playbook.
 

@@ -11,8 +11,9 @@ import pytest
 from stamps.config.errors import ConfigError
 from stamps.config.loader import load_environment
 from stamps.config.model import StampsConfig
-from stamps.placement import PlacementError, place, placement_for
-from tests.conftest import prod_config
+from stamps.offline import plan_stack
+from stamps.placement import PlacementError, place, placement_for, unpinned_warnings
+from tests.conftest import ROOT, StackFile, prod_config
 
 
 def _values() -> dict[str, Any]:
@@ -164,3 +165,35 @@ def test_placement_for_names_missing_tenants_and_unknown_tiers() -> None:
 def test_pinned_tenant_reports_its_cell() -> None:
     where = placement_for(_cfg(_values()), "banking-corp")
     assert (where.cell, where.pinned, where.new_cell) == ("banking", True, None)
+
+
+def test_an_unpinned_tenant_moves_when_another_is_onboarded_so_the_plan_names_its_pin(
+    stack_file: StackFile, caplog: pytest.LogCaptureFixture
+) -> None:
+    values = _values()
+    values["cells"] = [_shared("aa", 10), _shared("bb", 10)]
+    values["tenants"] = [
+        {"id": "t1", "tier": "basic", "cell": "aa", "email": "a@t1.example"},
+        {"id": "loose", "tier": "basic", "email": "a@loose.example"},  # bb: aa already has one
+    ]
+    cfg = _cfg(values)
+    cells = place(cfg).tenant_cells
+    assert cells["loose"] == "bb"
+    (warning,) = unpinned_warnings(cfg, cells)
+    assert "stamps:tenants[1].cell: bb" in warning
+    # What the warning is about: a tenant onboarded into bb ties aa and bb, and the name breaks the tie.
+    onboarded = _with_tenant(values, id="t2", tier="basic", cell="bb")
+    assert place(_cfg(onboarded)).tenant_cells["loose"] == "aa"  # routed to a CELL without its data
+    # Pinned as the warning says, it stays, and nothing is left to warn about.
+    onboarded["tenants"][1]["cell"] = "bb"
+    assert place(_cfg(onboarded)).tenant_cells["loose"] == "bb"
+    assert unpinned_warnings(_cfg(onboarded), place(_cfg(onboarded)).tenant_cells) == []
+    assert unpinned_warnings(_cfg({**values, "environment": "dev"}), cells) == []  # dev re-places freely
+
+    def unpin(doc: dict[str, Any]) -> None:
+        del doc["stamps:tenants"][0]["cell"]
+
+    plan_stack(ROOT, "prod", stack_file(unpin))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("1 tenant(s) have no `cell:`" in w and "pin them where they are now: stamps:tenants[0].cell: " in w
+               for w in warned)

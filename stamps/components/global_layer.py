@@ -31,6 +31,7 @@ from stamps.config.capabilities import (
     zones_for,
 )
 from stamps.environment import Environment
+from stamps.placement import unpinned_warnings
 
 # The tenants container, as a Cosmos DB data-plane role scope.
 DIRECTORY_DB, DIRECTORY_CONTAINER = "globaldb", "tenants"
@@ -217,7 +218,7 @@ def _warn_reserved_names(env: Environment) -> None:
     # Each CELL instance has its own Container Apps environment; past the default quota the create fails.
     per_region = Counter(i.region for i in env.instances)
     for warning in (environment_quota_warnings(dict(per_region)) + service_warnings(env.config)
-                    + storage_pair_warnings(env.config)):
+                    + storage_pair_warnings(env.config) + unpinned_warnings(env.config, env.tenant_cells)):
         pulumi.log.warn(warning)
     n = env.naming
     vaults = ", ".join(n.key_vault(r) for r in env.deployed_regions)
