@@ -127,6 +127,28 @@ def test_failover_touches_routing_and_the_regions_standby_cells_only(tmp_path: P
     assert set(touched) == {"prod.routing", *standbys}
 
 
+def _retail(cfg: dict[str, Any]) -> dict[str, Any]:
+    return next(c for c in cfg["stamps:cells"] if c["name"] == "retail")
+
+
+@pytest.mark.parametrize(("change", "edit", "expected"), [
+    # Scale and restore are the CELL's own resources (app replicas; a restored database beside the live one).
+    ("scale", lambda cfg: _retail(cfg)["replicas"].update(max=20), {"prod.cell.retail.eastus"}),
+    ("restore", lambda cfg: _retail(cfg).update(restores=[{"name": "r1", "pointInTime": "2026-12-05T03:00:00Z"}]),
+     {"prod.cell.retail.eastus"}),
+    # A canary runs on the standby too, so a failover mid-release lands on the same two revisions.
+    ("release", lambda cfg: _retail(cfg).update(canary={"version": "2.0.0", "weight": 10}),
+     {"prod.cell.retail.eastus", "prod.cell.retail.westus"}),
+    # Isolation empties the CELL's pool on its region's gateway, which the edge stack holds.
+    ("isolate", lambda cfg: _retail(cfg).update(isolation={"reason": "incident", "by": "ops", "at": "2026-12-05"}),
+     {"prod.cell.retail.eastus", "prod.edge.eastus"}),
+])
+def test_cell_playbooks_touch_only_that_cells_stacks(tmp_path: Path, change: str, edit: Any,
+                                                      expected: set[str]) -> None:
+    touched = changed_stacks(fleet(), fleet(variant(tmp_path, edit)))
+    assert set(touched) == expected, change
+
+
 def test_fleet_wide_policy_sees_a_missing_standby_only_in_the_fleet_view() -> None:
     from stamps.policycheck import check_plan
 
