@@ -448,10 +448,49 @@ def test_the_banking_premium_database_is_zone_redundant(prod_plan: Plan) -> None
     assert db["sku"]["name"] == "P2" and db["zoneRedundant"] is True
 
 
-def test_slow_resources_have_custom_timeouts() -> None:
-    from stamps.components import cell, global_layer
+def _minutes(duration: str) -> float:
+    """A Go duration as the engine parses customTimeouts (`90m`, `1h30m`, `45s`) in minutes."""
+    assert re.fullmatch(r"(\d+(\.\d+)?(h|m|s))+", duration), duration
+    unit = {"h": 60.0, "m": 1.0, "s": 1 / 60}
+    return sum(float(n) * unit[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|m|s)", duration))
 
-    assert global_layer.APIM_TIMEOUTS.create == "180m" and cell.SQL_TIMEOUTS.create == "90m"
+
+def _create_minutes_azure_needs(r: dict[str, Any]) -> float:
+    """How long Azure may take to create the resource, per Microsoft Learn and the issue's measurements."""
+    if r["type"] == "azure-native:apimanagement:ApiManagementService":
+        # A Premium instance takes 30-40 minutes (quickstart), 45-90+ with a second region; every further region
+        # is another infrastructure change of "15 minutes or longer" done one after another (deploy-multi-region):
+        # 45 minutes per gateway region.
+        return 45.0 * (1 + len(r["inputs"].get("additionalLocations") or []))
+    if r["type"] in ("azure-native:sql:Server", "azure-native:sql:Database"):
+        # A geo-secondary seeds the whole primary, a zone-redundant Premium database builds replicas in three zones.
+        return 60.0
+    if r["type"] == "azure-native:network:ApplicationGateway":
+        # A WAF_v2 gateway in three zones, reading its certificate from Key Vault.
+        return 30.0
+    return 0.0
+
+
+SLOW_TYPES = ("azure-native:apimanagement:ApiManagementService", "azure-native:sql:Server",
+              "azure-native:sql:Database", "azure-native:network:ApplicationGateway")
+
+
+@pytest.mark.parametrize("fleet", ["prod", "L"])
+def test_slow_resources_are_registered_with_custom_timeouts(fleet: str, prod_plan: Plan,
+                                                            stack_file: StackFile) -> None:
+    plan = prod_plan if fleet == "prod" else cached_plan(ROOT, "prod", stack_file(doc=fleet_doc(fleet)))
+    slow = [r for r in plan.custom() if r["type"] in SLOW_TYPES]
+    assert len({r["type"] for r in slow}) == len(SLOW_TYPES)
+    for r in slow:
+        # What the engine receives in RegisterResourceRequest.customTimeouts and hands to the provider.
+        timeouts = r.get("customTimeouts") or {}
+        assert _minutes(timeouts.get("create", "0s")) >= _create_minutes_azure_needs(r), (r["name"], timeouts)
+        assert _minutes(timeouts.get("update", "0s")) >= _create_minutes_azure_needs(r), (r["name"], timeouts)
+        assert "delete" in timeouts, r["name"]
+    # Timeouts go only where they are needed: nothing else carries one.
+    assert {r["type"] for r in plan.resources if r.get("customTimeouts")} == set(SLOW_TYPES)
+    apim = plan.by_type("azure-native:apimanagement:ApiManagementService")[0]
+    assert len(apim["inputs"]["additionalLocations"]) == (1 if fleet == "prod" else 3)
 
 
 # --- 6. rebuilds -------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 This is `pulumi preview` without a CLI: the stack config file is parsed as the CLI would (structured
 values as JSON, `secure:` values as secrets), every RegisterResource request is recorded (type, name,
-parent, dependencies, inputs) and stack outputs are read from the root resource. The SDK keeps global
+parent, dependencies, inputs, custom timeouts) and stack outputs are read from the root resource. The SDK keeps global
 state (settings, root stack, config); each run resets it, so several stacks can be planned in one process.
 """
 
@@ -80,7 +80,7 @@ def _recording_monitor(mocks: AzureMocks, on_register: Callable[[int], None] | N
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 inputs = json_format.MessageToDict(request.object) if request.object else {}
-                self.requests.append({
+                record: dict[str, Any] = {
                     "urn": response.urn,
                     "type": request.type,
                     "name": request.name,
@@ -88,7 +88,14 @@ def _recording_monitor(mocks: AzureMocks, on_register: Callable[[int], None] | N
                     "custom": bool(request.custom),
                     "inputs": _clean(inputs),
                     "dependencies": sorted(set(request.dependencies)),
-                })
+                }
+                # The engine hands these to the provider as its operation deadlines: a slow resource (API
+                # Management, SQL) without them fails its `up` when the provider's default runs out.
+                timeouts = {k: getattr(request.customTimeouts, k) for k in ("create", "update", "delete")
+                            if getattr(request.customTimeouts, k)}
+                if timeouts:
+                    record["customTimeouts"] = timeouts
+                self.requests.append(record)
                 if on_register is not None:
                     on_register(len(self.requests))
             return response
