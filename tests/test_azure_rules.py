@@ -4,6 +4,8 @@ accepts, identities with the roles they use, and the data protection compliance 
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import re
 import uuid
 from typing import Any
@@ -11,6 +13,14 @@ from typing import Any
 import pytest
 
 from benchmarks.fleets import fleet_doc
+from stamps.access import (
+    OPERATOR_CERTIFICATE_ACTIONS,
+    READ_SECRET,
+    WRITE_SECRET,
+    Caller,
+    Grant,
+    vault_refusals,
+)
 from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS, ROLE_PROPAGATION, SLEEP_TYPE
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
@@ -247,6 +257,96 @@ def test_a_certificate_in_an_existing_vault_is_read_there(stack_file: StackFile)
         "https://kv-central-pki.vault.azure.net/secrets/stamps-edge"
     (role,) = _depends_on(plan, agw, "azure-native:authorization:RoleAssignment")
     assert role["inputs"]["scope"] == central
+
+
+KV_ROLE = "azure-native:authorization:RoleAssignment"
+
+
+def vault_refuses(plan: Plan, vault: dict[str, Any], caller: Caller, actions: tuple[str, ...]) -> list[str]:
+    """What Azure would refuse of `caller`'s data-plane `actions` on a planned vault, from the vault's planned
+    properties and every planned role assignment (stamps/access.py holds Azure's rules); empty: Azure serves them."""
+    grants = [Grant(r["inputs"]["scope"], r["inputs"]["principalId"], r["inputs"]["roleDefinitionId"])
+              for r in plan.by_type(KV_ROLE)]
+    return vault_refusals(_mock_id(vault), vault["inputs"]["properties"], grants, caller, actions)
+
+
+def edge_certificate_vaults(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Every planned vault a gateway reads its listener certificate from, by name."""
+    vaults = {v["inputs"]["vaultName"]: v for v in plan.by_type("azure-native:keyvault:Vault")}
+    out = {}
+    for agw in plan.by_type("azure-native:network:ApplicationGateway"):
+        for cert in agw["inputs"]["sslCertificates"]:
+            name = cert["keyVaultSecretId"].removeprefix("https://").split(".", 1)[0]
+            assert name in vaults, f"{agw['name']} reads {name}, which the plan does not hold"
+            out[name] = vaults[name]
+    return out
+
+
+def _operators() -> list[Caller]:
+    """Each operator principal of the prod config, calling from an address in each of the operators' ranges."""
+    cfg = prod_config()["config"]
+    hosts = [str(next(ipaddress.ip_network(r).hosts())) for r in cfg["stamps:operatorIpRanges"]]
+    assert hosts
+    return [Caller(op["objectId"], ip=h) for op in cfg["stamps:operators"] for h in hosts]
+
+
+def test_operators_reach_the_vaults_holding_the_edge_certificate(prod_plan: Plan) -> None:
+    vaults = edge_certificate_vaults(prod_plan)
+    assert sorted(vaults) == sorted(prod_plan.get("azure-native:keyvault:Vault", f"region-{r}-kv")["inputs"]
+                                    ["vaultName"] for r in ("eastus", "westus"))
+    for name, vault in vaults.items():
+        # The firewall is closed (the finding: it denied the operator) and the vault is RBAC-only.
+        assert vault["inputs"]["properties"]["networkAcls"]["defaultAction"] == "Deny"
+        assert vault["inputs"]["properties"]["enableRbacAuthorization"] is True
+        for operator in _operators():
+            assert vault_refuses(prod_plan, vault, operator, OPERATOR_CERTIFICATE_ACTIONS) == [], (name, operator)
+        # Anyone else is refused on both gates: by the firewall, and for want of a role.
+        outsider = vault_refuses(prod_plan, vault, Caller(str(uuid.uuid4()), ip="198.51.100.7"), (READ_SECRET,))
+        assert len(outsider) == 2 and "no role assignment" in outsider[0] and "firewall" in outsider[1]
+        # The gateway reading it: its identity's role, over its subnet's service endpoint.
+        for agw in prod_plan.by_type("azure-native:network:ApplicationGateway"):
+            if name in agw["inputs"]["sslCertificates"][0]["keyVaultSecretId"]:
+                (identity,) = _identities(prod_plan, agw)
+                subnet = agw["inputs"]["gatewayIPConfigurations"][0]["subnet"]["id"]
+                assert vault_refuses(prod_plan, vault, Caller(identity["principalId"], subnet_id=subnet),
+                                     (READ_SECRET,)) == []
+
+
+def _without(plan: Plan, drop: Any = None, edit: Any = None) -> Plan:
+    resources = [r for r in copy.deepcopy(plan.resources) if not (drop and drop(r))]
+    for r in resources:
+        if edit:
+            edit(r)
+    return Plan(plan.project, plan.stack, resources, plan.outputs)
+
+
+def test_vault_refuses_says_no_on_a_plan_without_the_operators_role_or_address(prod_plan: Plan) -> None:
+    (operator, *_) = _operators()
+    secrets_officer = ROLE_IDS["Key Vault Secrets Officer"]
+
+    def officer_role(r: dict[str, Any]) -> bool:
+        return r["type"] == KV_ROLE and r["inputs"]["roleDefinitionId"].endswith(secrets_officer)
+
+    def no_ip_rules(r: dict[str, Any]) -> None:
+        if r["type"] == "azure-native:keyvault:Vault":
+            r["inputs"]["properties"]["networkAcls"]["ipRules"] = []
+
+    def at_group_scope(r: dict[str, Any]) -> None:
+        # The same role granted on the vault's resource group: Azure inherits it down to the vault.
+        if officer_role(r):
+            r["inputs"]["scope"] = r["inputs"]["scope"].split("/providers/")[0]
+
+    without_role, without_ip = _without(prod_plan, drop=officer_role), _without(prod_plan, edit=no_ip_rules)
+    for vault in edge_certificate_vaults(prod_plan).values():
+        # Certificates Officer still imports and reads certificates; the PFX as a secret (what the gateway reads)
+        # needs Secrets Officer to be written or read back.
+        assert vault_refuses(without_role, vault, operator, OPERATOR_CERTIFICATE_ACTIONS) == [
+            f"{action}: no role assignment to {operator.principal_id} at the vault or above grants it"
+            for action in (WRITE_SECRET, READ_SECRET)]
+        (refusal,) = vault_refuses(without_ip, without_ip.get(vault["type"], vault["name"]), operator, (READ_SECRET,))
+        assert "firewall denies by default" in refusal and operator.ip in refusal
+        assert vault_refuses(_without(prod_plan, edit=at_group_scope), vault, operator,
+                             OPERATOR_CERTIFICATE_ACTIONS) == []
 
 
 def test_a_malformed_vault_id_is_a_config_error_naming_the_key() -> None:
