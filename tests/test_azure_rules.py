@@ -349,6 +349,46 @@ def test_vault_refuses_says_no_on_a_plan_without_the_operators_role_or_address(p
                              OPERATOR_CERTIFICATE_ACTIONS) == []
 
 
+SECURE = {"secure": "v1:c3RhbXBzLXRlc3Q="}  # what `pulumi config set --secret` writes (ciphertext, opaque offline)
+
+
+def _plan_cli(path: Any, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    from stamps.cli import main
+
+    code = main(["plan", "--project-dir", str(ROOT), "--stack", "prod", "--config-file", str(path), "--quiet",
+                 "--no-tree", *extra])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_a_missing_edge_certificate_exits_2_naming_the_secret(stack_file: StackFile,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def webhooks(cfg: dict[str, Any]) -> None:
+        cfg["stamps:alertWebhookUrl"] = cfg["stamps:pagerDutyWebhookUrl"] = SECURE
+
+    # As `pulumi preview` would: the secrets the stack file sets are there, the certificate is not.
+    code, out = _plan_cli(stack_file(webhooks), capsys, "--require-secrets")
+    assert code == 2, out
+    assert "stamps:edgeCertificatePfx: missing" in out and "stamps:tls.keyVaultId" in out
+    assert "Traceback" not in out and "unexpected" not in out
+
+    def plain_pfx(cfg: dict[str, Any]) -> None:
+        webhooks(cfg)
+        cfg["stamps:edgeCertificatePfx"] = "MIIKcQIBAzCCCjcGCSqGSIb3DQEHAaCCCigEggokMIIKIDCC"
+
+    # In plain text the private key would be committed with the stack file: refused with or without the flag.
+    code, out = _plan_cli(stack_file(plain_pfx), capsys)
+    assert code == 2 and "stamps:edgeCertificatePfx: set in plain text" in out and "Traceback" not in out
+
+    def central_vault(cfg: dict[str, Any]) -> None:
+        webhooks(cfg)
+        cfg["stamps:tls"]["keyVaultId"] = (f"/subscriptions/{uuid.UUID(int=1)}/resourceGroups/rg-pki/providers/"
+                                           "Microsoft.KeyVault/vaults/kv-central-pki")
+
+    # A certificate in an existing vault needs no PFX: the same strict plan goes through.
+    assert _plan_cli(stack_file(central_vault), capsys, "--require-secrets")[0] == 0
+
+
 def test_a_malformed_vault_id_is_a_config_error_naming_the_key() -> None:
     problems = _config_errors(lambda c: c["stamps:tls"].update(keyVaultId="kv-central-pki"))
     assert problems[0].startswith("stamps:tls.keyVaultId: ")
