@@ -379,6 +379,9 @@ def test_a_missing_edge_certificate_exits_2_naming_the_secret(stack_file: StackF
     # In plain text the private key would be committed with the stack file: refused with or without the flag.
     code, out = _plan_cli(stack_file(plain_pfx), capsys)
     assert code == 2 and "stamps:edgeCertificatePfx: set in plain text" in out and "Traceback" not in out
+    # Empty, the gateway would fail on Azure minutes into the update (ApplicationGatewayKeyVaultSecretException).
+    code, out = _plan_cli(stack_file(lambda cfg: cfg.update({"stamps:edgeCertificatePfx": " "})), capsys)
+    assert code == 2 and "stamps:edgeCertificatePfx: empty" in out
 
     def central_vault(cfg: dict[str, Any]) -> None:
         webhooks(cfg)
