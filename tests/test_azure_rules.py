@@ -4,6 +4,8 @@ accepts, identities with the roles they use, and the data protection compliance 
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import re
 import uuid
 from typing import Any
@@ -11,6 +13,14 @@ from typing import Any
 import pytest
 
 from benchmarks.fleets import fleet_doc
+from stamps.access import (
+    OPERATOR_CERTIFICATE_ACTIONS,
+    READ_SECRET,
+    WRITE_SECRET,
+    Caller,
+    Grant,
+    vault_refusals,
+)
 from stamps.components.base import COSMOS_ROLE_IDS, ROLE_IDS, ROLE_PROPAGATION, SLEEP_TYPE
 from stamps.config import capabilities as cap
 from stamps.config.errors import ConfigError
@@ -249,6 +259,139 @@ def test_a_certificate_in_an_existing_vault_is_read_there(stack_file: StackFile)
     assert role["inputs"]["scope"] == central
 
 
+KV_ROLE = "azure-native:authorization:RoleAssignment"
+
+
+def vault_refuses(plan: Plan, vault: dict[str, Any], caller: Caller, actions: tuple[str, ...]) -> list[str]:
+    """What Azure would refuse of `caller`'s data-plane `actions` on a planned vault, from the vault's planned
+    properties and every planned role assignment (stamps/access.py holds Azure's rules); empty: Azure serves them."""
+    grants = [Grant(r["inputs"]["scope"], r["inputs"]["principalId"], r["inputs"]["roleDefinitionId"])
+              for r in plan.by_type(KV_ROLE)]
+    return vault_refusals(_mock_id(vault), vault["inputs"]["properties"], grants, caller, actions)
+
+
+def edge_certificate_vaults(plan: Plan) -> dict[str, dict[str, Any]]:
+    """Every planned vault a gateway reads its listener certificate from, by name."""
+    vaults = {v["inputs"]["vaultName"]: v for v in plan.by_type("azure-native:keyvault:Vault")}
+    out = {}
+    for agw in plan.by_type("azure-native:network:ApplicationGateway"):
+        for cert in agw["inputs"]["sslCertificates"]:
+            name = cert["keyVaultSecretId"].removeprefix("https://").split(".", 1)[0]
+            assert name in vaults, f"{agw['name']} reads {name}, which the plan does not hold"
+            out[name] = vaults[name]
+    return out
+
+
+def _operators() -> list[Caller]:
+    """Each operator principal of the prod config, calling from an address in each of the operators' ranges."""
+    cfg = prod_config()["config"]
+    hosts = [str(next(ipaddress.ip_network(r).hosts())) for r in cfg["stamps:operatorIpRanges"]]
+    assert hosts
+    return [Caller(op["objectId"], ip=h) for op in cfg["stamps:operators"] for h in hosts]
+
+
+def test_operators_reach_the_vaults_holding_the_edge_certificate(prod_plan: Plan) -> None:
+    vaults = edge_certificate_vaults(prod_plan)
+    assert sorted(vaults) == sorted(prod_plan.get("azure-native:keyvault:Vault", f"region-{r}-kv")["inputs"]
+                                    ["vaultName"] for r in ("eastus", "westus"))
+    for name, vault in vaults.items():
+        # The firewall is closed (the finding: it denied the operator) and the vault is RBAC-only.
+        assert vault["inputs"]["properties"]["networkAcls"]["defaultAction"] == "Deny"
+        assert vault["inputs"]["properties"]["enableRbacAuthorization"] is True
+        for operator in _operators():
+            assert vault_refuses(prod_plan, vault, operator, OPERATOR_CERTIFICATE_ACTIONS) == [], (name, operator)
+        # Anyone else is refused on both gates: by the firewall, and for want of a role.
+        outsider = vault_refuses(prod_plan, vault, Caller(str(uuid.uuid4()), ip="198.51.100.7"), (READ_SECRET,))
+        assert len(outsider) == 2 and "no role assignment" in outsider[0] and "firewall" in outsider[1]
+        # The gateway reading it: its identity's role, over its subnet's service endpoint.
+        for agw in prod_plan.by_type("azure-native:network:ApplicationGateway"):
+            if name in agw["inputs"]["sslCertificates"][0]["keyVaultSecretId"]:
+                (identity,) = _identities(prod_plan, agw)
+                subnet = agw["inputs"]["gatewayIPConfigurations"][0]["subnet"]["id"]
+                assert vault_refuses(prod_plan, vault, Caller(identity["principalId"], subnet_id=subnet),
+                                     (READ_SECRET,)) == []
+
+
+def _without(plan: Plan, drop: Any = None, edit: Any = None) -> Plan:
+    resources = [r for r in copy.deepcopy(plan.resources) if not (drop and drop(r))]
+    for r in resources:
+        if edit:
+            edit(r)
+    return Plan(plan.project, plan.stack, resources, plan.outputs)
+
+
+def test_vault_refuses_says_no_on_a_plan_without_the_operators_role_or_address(prod_plan: Plan) -> None:
+    (operator, *_) = _operators()
+    secrets_officer = ROLE_IDS["Key Vault Secrets Officer"]
+
+    def officer_role(r: dict[str, Any]) -> bool:
+        return r["type"] == KV_ROLE and r["inputs"]["roleDefinitionId"].endswith(secrets_officer)
+
+    def no_ip_rules(r: dict[str, Any]) -> None:
+        if r["type"] == "azure-native:keyvault:Vault":
+            r["inputs"]["properties"]["networkAcls"]["ipRules"] = []
+
+    def at_group_scope(r: dict[str, Any]) -> None:
+        # The same role granted on the vault's resource group: Azure inherits it down to the vault.
+        if officer_role(r):
+            r["inputs"]["scope"] = r["inputs"]["scope"].split("/providers/")[0]
+
+    without_role, without_ip = _without(prod_plan, drop=officer_role), _without(prod_plan, edit=no_ip_rules)
+    for vault in edge_certificate_vaults(prod_plan).values():
+        # Certificates Officer still imports and reads certificates; the PFX as a secret (what the gateway reads)
+        # needs Secrets Officer to be written or read back.
+        assert vault_refuses(without_role, vault, operator, OPERATOR_CERTIFICATE_ACTIONS) == [
+            f"{action}: no role assignment to {operator.principal_id} at the vault or above grants it"
+            for action in (WRITE_SECRET, READ_SECRET)]
+        (refusal,) = vault_refuses(without_ip, without_ip.get(vault["type"], vault["name"]), operator, (READ_SECRET,))
+        assert "firewall denies by default" in refusal and operator.ip in refusal
+        assert vault_refuses(_without(prod_plan, edit=at_group_scope), vault, operator,
+                             OPERATOR_CERTIFICATE_ACTIONS) == []
+
+
+SECURE = {"secure": "v1:c3RhbXBzLXRlc3Q="}  # what `pulumi config set --secret` writes (ciphertext, opaque offline)
+
+
+def _plan_cli(path: Any, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
+    from stamps.cli import main
+
+    code = main(["plan", "--project-dir", str(ROOT), "--stack", "prod", "--config-file", str(path), "--quiet",
+                 "--no-tree", *extra])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_a_missing_edge_certificate_exits_2_naming_the_secret(stack_file: StackFile,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    def webhooks(cfg: dict[str, Any]) -> None:
+        cfg["stamps:alertWebhookUrl"] = cfg["stamps:pagerDutyWebhookUrl"] = SECURE
+
+    # As `pulumi preview` would: the secrets the stack file sets are there, the certificate is not.
+    code, out = _plan_cli(stack_file(webhooks), capsys, "--require-secrets")
+    assert code == 2, out
+    assert "stamps:edgeCertificatePfx: missing" in out and "stamps:tls.keyVaultId" in out
+    assert "Traceback" not in out and "unexpected" not in out
+
+    def plain_pfx(cfg: dict[str, Any]) -> None:
+        webhooks(cfg)
+        cfg["stamps:edgeCertificatePfx"] = "MIIKcQIBAzCCCjcGCSqGSIb3DQEHAaCCCigEggokMIIKIDCC"
+
+    # In plain text the private key would be committed with the stack file: refused with or without the flag.
+    code, out = _plan_cli(stack_file(plain_pfx), capsys)
+    assert code == 2 and "stamps:edgeCertificatePfx: set in plain text" in out and "Traceback" not in out
+    # Empty, the gateway would fail on Azure minutes into the update (ApplicationGatewayKeyVaultSecretException).
+    code, out = _plan_cli(stack_file(lambda cfg: cfg.update({"stamps:edgeCertificatePfx": " "})), capsys)
+    assert code == 2 and "stamps:edgeCertificatePfx: empty" in out
+
+    def central_vault(cfg: dict[str, Any]) -> None:
+        webhooks(cfg)
+        cfg["stamps:tls"]["keyVaultId"] = (f"/subscriptions/{uuid.UUID(int=1)}/resourceGroups/rg-pki/providers/"
+                                           "Microsoft.KeyVault/vaults/kv-central-pki")
+
+    # A certificate in an existing vault needs no PFX: the same strict plan goes through.
+    assert _plan_cli(stack_file(central_vault), capsys, "--require-secrets")[0] == 0
+
+
 def test_a_malformed_vault_id_is_a_config_error_naming_the_key() -> None:
     problems = _config_errors(lambda c: c["stamps:tls"].update(keyVaultId="kv-central-pki"))
     assert problems[0].startswith("stamps:tls.keyVaultId: ")
@@ -448,10 +591,49 @@ def test_the_banking_premium_database_is_zone_redundant(prod_plan: Plan) -> None
     assert db["sku"]["name"] == "P2" and db["zoneRedundant"] is True
 
 
-def test_slow_resources_have_custom_timeouts() -> None:
-    from stamps.components import cell, global_layer
+def _minutes(duration: str) -> float:
+    """A Go duration as the engine parses customTimeouts (`90m`, `1h30m`, `45s`) in minutes."""
+    assert re.fullmatch(r"(\d+(\.\d+)?(h|m|s))+", duration), duration
+    unit = {"h": 60.0, "m": 1.0, "s": 1 / 60}
+    return sum(float(n) * unit[u] for n, _, u in re.findall(r"(\d+(\.\d+)?)(h|m|s)", duration))
 
-    assert global_layer.APIM_TIMEOUTS.create == "180m" and cell.SQL_TIMEOUTS.create == "90m"
+
+def _create_minutes_azure_needs(r: dict[str, Any]) -> float:
+    """How long Azure may take to create the resource, per Microsoft Learn and the issue's measurements."""
+    if r["type"] == "azure-native:apimanagement:ApiManagementService":
+        # A Premium instance takes 30-40 minutes (quickstart), 45-90+ with a second region; every further region
+        # is another infrastructure change of "15 minutes or longer" done one after another (deploy-multi-region):
+        # 45 minutes per gateway region.
+        return 45.0 * (1 + len(r["inputs"].get("additionalLocations") or []))
+    if r["type"] in ("azure-native:sql:Server", "azure-native:sql:Database"):
+        # A geo-secondary seeds the whole primary, a zone-redundant Premium database builds replicas in three zones.
+        return 60.0
+    if r["type"] == "azure-native:network:ApplicationGateway":
+        # A WAF_v2 gateway in three zones, reading its certificate from Key Vault.
+        return 30.0
+    return 0.0
+
+
+SLOW_TYPES = ("azure-native:apimanagement:ApiManagementService", "azure-native:sql:Server",
+              "azure-native:sql:Database", "azure-native:network:ApplicationGateway")
+
+
+@pytest.mark.parametrize("fleet", ["prod", "L"])
+def test_slow_resources_are_registered_with_custom_timeouts(fleet: str, prod_plan: Plan,
+                                                            stack_file: StackFile) -> None:
+    plan = prod_plan if fleet == "prod" else cached_plan(ROOT, "prod", stack_file(doc=fleet_doc(fleet)))
+    slow = [r for r in plan.custom() if r["type"] in SLOW_TYPES]
+    assert len({r["type"] for r in slow}) == len(SLOW_TYPES)
+    for r in slow:
+        # What the engine receives in RegisterResourceRequest.customTimeouts and hands to the provider.
+        timeouts = r.get("customTimeouts") or {}
+        assert _minutes(timeouts.get("create", "0s")) >= _create_minutes_azure_needs(r), (r["name"], timeouts)
+        assert _minutes(timeouts.get("update", "0s")) >= _create_minutes_azure_needs(r), (r["name"], timeouts)
+        assert "delete" in timeouts, r["name"]
+    # Timeouts go only where they are needed: nothing else carries one.
+    assert {r["type"] for r in plan.resources if r.get("customTimeouts")} == set(SLOW_TYPES)
+    apim = plan.by_type("azure-native:apimanagement:ApiManagementService")[0]
+    assert len(apim["inputs"]["additionalLocations"]) == (1 if fleet == "prod" else 3)
 
 
 # --- 6. rebuilds -------------------------------------------------------------------------------------------------

@@ -89,7 +89,7 @@ def test_policies_and_enforcement_levels(pack: PolicyPackProcess) -> None:
         "dr-standby-region", "dedicated-tenant-isolation", "cost-apim-premium-prod-only", "cost-sql-sku-ceiling",
         "cosmos-network-restricted", "cosmos-continuous-backup", "sql-auditing", "sql-defender",
         "storage-geo-redundancy", "blob-point-in-time-restore", "data-plane-roles", "role-propagation-wait",
-        "zone-support", "gateway-certificate-and-role", "keyvault-writes-through-arm",
+        "zone-support", "gateway-certificate-and-role", "keyvault-writes-through-arm", "keyvault-data-plane-roles",
         "region-access",
         "traffic-through-api-management", "cells-without-standby",
     }

@@ -277,6 +277,65 @@ def test_consumers_that_do_not_wait_for_propagation_fail(pack: PolicyPackProcess
     assert fragment in found["role-propagation-wait"][0][1]
 
 
+# --- Key Vault data-plane roles --------------------------------------------------------------------------------------
+KV = "azure-native:keyvault:Vault"
+IDENTITY = AN + "managedidentity:UserAssignedIdentity"
+ROLE = AN + "authorization:RoleAssignment"
+READER = "/providers/Microsoft.Authorization/roleDefinitions/21090545-7ca7-4776-b22c-e363652d74d2"
+SUB = "/subscriptions/00000000-0000-4000-8000-00000000c0de"
+
+
+def reader_stack(*, consumer: str = "gateway", role: str | None = KV_USER, scope: str = "vault",
+                 rbac: bool = True) -> list[dict[str, Any]]:
+    """A vault, an identity, its role (on `scope`: vault, group, other) and a consumer reading a secret with it."""
+    vault = res(KV, "kv", {"vaultName": "kv-prod-eus", "resourceGroupName": "rg-eus", "location": "eastus",
+                           "tags": GOOD_TAGS, "properties": {"enableRbacAuthorization": rbac}})
+    other = res(KV, "kv-other", {"vaultName": "kv-other", "resourceGroupName": "rg-other", "location": "eastus",
+                                 "tags": GOOD_TAGS, "properties": {"enableRbacAuthorization": True}})
+    ident = res(IDENTITY, "reader-id", {"resourceName": "id-reader", "resourceGroupName": "rg-eus", "tags": GOOD_TAGS})
+    ident_id = f"{SUB}/resourceGroups/rg-eus/providers/Microsoft.ManagedIdentity/userAssignedIdentities/id-reader"
+    out = [vault, other, ident]
+    if role is not None:
+        target = {"vault": vault, "other": other}.get(scope)
+        out.append(res(ROLE, "reader-role", {
+            "roleDefinitionId": f"{SUB}{role}",
+            "scope": f"{SUB}/resourceGroups/rg-eus" if scope == "group" else "[unknown]"},
+            deps=(ident["urn"],) + ((target["urn"],) if target else ())))
+    secret_id = "https://kv-prod-eus.vault.azure.net/secrets/stamps-edge"
+    if consumer == "gateway":
+        out.append(res(AN + "network:ApplicationGateway", "agw", {
+            "location": "eastus", "tags": GOOD_TAGS, "identity": {"userAssignedIdentities": [ident_id]},
+            "sslCertificates": [{"name": "edge", "keyVaultSecretId": secret_id}]}))
+    else:
+        out.append(res(AN + "app:ContainerApp", "retail-eus-app", {
+            "tags": cell_tags("retail", "eastus"), "identity": {"userAssignedIdentities": [ident_id]},
+            "configuration": {"secrets": [{"name": "edge", "keyVaultUrl": secret_id, "identity": ident_id}]}}))
+    return out
+
+
+@pytest.mark.parametrize("consumer", ["gateway", "app"])
+def test_readers_holding_a_secret_reading_role_on_their_vault_pass(pack: PolicyPackProcess, consumer: str) -> None:
+    for ok in ({}, {"scope": "group"}, {"role": "/providers/Microsoft.Authorization/roleDefinitions/"
+                                                "00482a5a-887f-4fb3-b363-3b7fe8e74483"}, {"rbac": False}):
+        assert "keyvault-data-plane-roles" not in analyze_stack(pack, reader_stack(consumer=consumer, **ok)), ok
+
+
+@pytest.mark.parametrize("consumer", ["gateway", "app"])
+@pytest.mark.parametrize("broken", [{"role": None}, {"role": READER}, {"scope": "other"}])
+def test_readers_without_a_secret_reading_role_on_their_vault_fail(pack: PolicyPackProcess, consumer: str,
+                                                                   broken: dict[str, Any]) -> None:
+    found = analyze_stack(pack, reader_stack(consumer=consumer, **broken))
+    name = "agw" if consumer == "gateway" else "retail-eus-app"
+    ((who, message),) = found["keyvault-data-plane-roles"]
+    assert who == name and "Key Vault kv-prod-eus" in message and "403" in message
+
+
+def test_a_gateway_whose_identity_lives_in_another_stack_is_left_to_that_stack(pack: PolicyPackProcess) -> None:
+    # The edge unit stack: the gateway names its identity by id; the identity and its grant are the region stack's.
+    edge_only = [r for r in reader_stack(role=None) if r["type"] not in (IDENTITY,)]
+    assert "keyvault-data-plane-roles" not in analyze_stack(pack, edge_only)
+
+
 # --- writes into a firewalled vault ---------------------------------------------------------------------------------
 def vault_stack(writer: str, *, default_action: str = "Deny") -> list[dict[str, Any]]:
     vault = res(AN + "keyvault:Vault", "kv", {"vaultName": "kv-prod-eus", "location": "eastus", "tags": GOOD_TAGS,

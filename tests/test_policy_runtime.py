@@ -73,7 +73,7 @@ def test_prod_plan_passes_every_policy(prod_plan: Plan) -> None:
     assert [(v.policy, v.level, v.name) for v in report.violations] == [
         ("cells-without-standby", "advisory", "cell-shared-smb-eus-app")]
     assert report.exit_code == 0
-    assert len(report.policies) == 34
+    assert len(report.policies) == 35
     assert report.resources == len(prod_plan.resources) + 1  # and the root Stack
 
 
@@ -115,6 +115,35 @@ def test_spoofable_tenant_header_fails(prod_plan: Plan) -> None:
     products = [r["name"] for r in plan.resources if r["type"] == AN + "apimanagement:Product"]
     assert mandatory(plan) == {("apim-tenant-header-override", n) for n in stamped} | \
         {("apim-tier-tenant-header", n) for n in products}
+
+
+def test_a_gateway_granted_on_another_vault_fails_keyvault_data_plane_roles(prod_plan: Plan) -> None:
+    """The east gateway's Key Vault Secrets User role moved to the west vault: it still exists, the gateway still
+    waits for it, but Azure would refuse the east gateway's read of its certificate."""
+    def elsewhere(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        east = next(r for r in resources if r["name"] == "region-eastus-kv")
+        west = next(r for r in resources if r["name"] == "region-westus-kv")
+        role = next(r for r in resources if r["name"] == "region-eastus-agw-kv-access")
+        role["inputs"]["scope"] = role["inputs"]["scope"].replace(east["inputs"]["vaultName"],
+                                                                  west["inputs"]["vaultName"])
+        role["dependencies"] = [west["urn"] if d == east["urn"] else d for d in role["dependencies"]]
+        return resources
+
+    assert mandatory(broken(prod_plan, elsewhere)) == {("keyvault-data-plane-roles", "region-eastus-agw")}
+
+
+def test_a_gateway_role_without_secret_reads_fails_keyvault_data_plane_roles(prod_plan: Plan) -> None:
+    reader = "21090545-7ca7-4776-b22c-e363652d74d2"  # Key Vault Reader: metadata only, no secrets/getSecret
+
+    def reader_only(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        role = next(r for r in resources if r["name"] == "region-westus-agw-kv-access")
+        role["inputs"]["roleDefinitionId"] = role["inputs"]["roleDefinitionId"].rsplit("/", 1)[0] + "/" + reader
+        return resources
+
+    found = mandatory(broken(prod_plan, reader_only))
+    # gateway-certificate-and-role also misses the Secrets User role among the gateway's dependencies.
+    assert ("keyvault-data-plane-roles", "region-westus-agw") in found
+    assert {p for p, _ in found} == {"keyvault-data-plane-roles", "gateway-certificate-and-role"}
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------

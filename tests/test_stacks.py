@@ -161,6 +161,21 @@ def test_fleet_wide_policy_sees_a_missing_standby_only_in_the_fleet_view() -> No
     assert any("banking" in v.message for v in report.violations)
 
 
+def test_keyvault_data_plane_roles_follow_the_gateway_into_the_region_stack() -> None:
+    from stamps.policycheck import check_plan
+
+    plans = copy.deepcopy(fleet())
+    region = by_stack(plans)["prod.region.eastus"]
+    # Alone, the edge stack's gateway names an identity another stack owns: nothing to decide there.
+    edge = check_plan(by_stack(plans)["prod.edge.eastus"])
+    assert not [v for v in edge.violations if v.policy == "keyvault-data-plane-roles"]
+    assert not check_plan(merge_plans(plans, "prod (fleet view)"), only=("keyvault-data-plane-roles",)).violations
+    # The region stack without the gateway's grant: the fleet view finds the gateway that cannot read its certificate.
+    region.resources[:] = [r for r in region.resources if r["name"] != "region-eastus-agw-kv-access"]
+    report = check_plan(merge_plans(plans, "prod (fleet view)"), only=("keyvault-data-plane-roles",))
+    assert [(v.policy, v.name) for v in report.violations] == [("keyvault-data-plane-roles", "region-eastus-agw")]
+
+
 def test_split_check_reports_what_a_move_would_create_change_or_delete() -> None:
     single = cached_plan(ROOT, "prod")
     units = copy.deepcopy(fleet())

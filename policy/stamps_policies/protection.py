@@ -5,7 +5,8 @@
 - Identities: a gateway starts only after its Key Vault role exists and has propagated (an app likewise after the
   roles of its user-assigned identity); a certificate it references from a vault
   this stack creates is provisioned by this stack; every identity the program or `stamps-ops` uses holds the
-  data-plane role it needs where key/local auth is off (Cosmos DB, Application Insights, Storage).
+  data-plane role it needs where key/local auth is off (Cosmos DB, Application Insights, Storage), and every identity
+  that reads a Key Vault a role whose data actions allow the read on that vault (stamps/access.py).
 - Data protection: SQL auditing into Log Analytics (server level, `master` diagnostic setting), Microsoft
   Defender for SQL, Cosmos DB on restricted networks with continuous backup, CELL blobs geo-redundant where
   the CELL's database is geo-replicated, with versioning and point-in-time restore.
@@ -14,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pulumi_policy import (
@@ -37,6 +38,7 @@ from ._common import (
     lookup,
     resource_policy,
     same,
+    short_type,
 )
 from .cells import Node, Topology, is_geo_secondary
 
@@ -318,6 +320,94 @@ def _vault_writes(args: StackValidationArgs, report: ReportViolation) -> None:
                        w.urn)
 
 
+def _access() -> Any:
+    # Azure's rules for a Key Vault data-plane call (role data actions, scopes), shared with the project's tests.
+    from stamps import access
+
+    return access
+
+
+def _arm_tail(resource_id: Any) -> tuple[str, str] | None:
+    """`.../resourceGroups/<rg>/providers/<ns>/<type>/<name>` -> (rg, name), lower-case; None if not such an id."""
+    if not isinstance(resource_id, str) or "/resourcegroups/" not in resource_id.lower():
+        return None
+    parts = resource_id.rstrip("/").split("/")
+    lowered = [x.lower() for x in parts]
+    return lowered[lowered.index("resourcegroups") + 1], lowered[-1]
+
+
+def _named_identities(topo: Topology, ids: Any) -> set[str]:
+    """The user-assigned identities of this stack that these ARM ids name (across stacks the ids are known values
+    where dependencies cannot link them)."""
+    listed = ids if isinstance(ids, Sequence) and not isinstance(ids, str) else []
+    wanted = set()
+    for k in range(len(listed)):
+        def item(k: int = k) -> Any:
+            return listed[k]
+        if tail := _arm_tail(known(item)):  # an identity created in this update has no id yet (preview)
+            wanted.add(tail)
+    return {n.urn for n in topo.of_type(USER_IDENTITY)
+            if (str(n.get("resourceGroupName")).lower(), str(n.get("resourceName")).lower()) in wanted}
+
+
+def _vault_readers(topo: Topology) -> Iterator[tuple[Node, set[str], str, str]]:
+    """(consumer, the urns its roles are granted to, vault name, what it reads) for each Key Vault read the program
+    makes: a gateway's listener certificate, a Container App's Key Vault secret references."""
+    for gw in topo.of_type(APP_GATEWAY):
+        mine = {i.urn for i in topo.of_type(USER_IDENTITY) if i.urn in gw.deps} | \
+            _named_identities(topo, lookup(gw.props, "identity", "userAssignedIdentities"))
+        for cert in gw.get("sslCertificates") or []:
+            if ref := _vault_name(lookup(cert, "keyVaultSecretId")):
+                yield gw, mine, ref[0], f"certificate {ref[1]!r}"
+    for app in topo.of_type(CONTAINER_APP):
+        for secret in lookup(app.props, "configuration", "secrets") or []:
+            ref = _vault_name(lookup(secret, "keyVaultUrl"))
+            if ref is None:
+                continue
+            who = lookup(secret, "identity")
+            mine = {app.urn} if same(who, "system") else \
+                _named_identities(topo, [who]) | {i.urn for i in topo.of_type(USER_IDENTITY) if i.urn in app.deps}
+            yield app, mine, ref[0], f"secret {ref[1]!r}"
+
+
+def _scope_reaches(role: Node, vault: Node | None, vault_name: str) -> bool:
+    """Whether the role's scope is the vault or a parent of it: by dependency on the vault this stack creates, else
+    by the scope's known value (an existing vault's id, its resource group, the subscription)."""
+    if vault is not None and role.watches(vault.urn, "scope"):
+        return True
+    scope = role.get("scope")
+    if not isinstance(scope, str):
+        return False
+    parts = [x.lower() for x in scope.rstrip("/").split("/")]
+    if parts[-2:] == ["vaults", vault_name.lower()]:
+        return True
+    rg = str(vault.get("resourceGroupName")).lower() if vault is not None else None
+    return len(parts) == 3 or (len(parts) == 5 and parts[3] == "resourcegroups" and parts[4] == rg)
+
+
+def _keyvault_roles(args: StackValidationArgs, report: ReportViolation) -> None:
+    """Every identity the program reads a Key Vault with holds a data-plane role there that allows the read. Key auth
+    does not exist on an RBAC vault: without a role whose data actions include secrets/getSecret at the vault or a
+    parent scope, Azure answers 403 (a gateway fails with LinkedAccessCheckFailed/ApplicationGatewayKeyVaultSecret
+    Exception; an app's revision never starts)."""
+    access = _access()
+    topo = Topology(args.resources)
+    vaults = {str(v.get("vaultName")).lower(): v for v in topo.of_type(KEY_VAULT)}
+    roles = topo.of_type(ROLE_ASSIGNMENT)
+    for consumer, identities, vault_name, what in _vault_readers(topo):
+        if not identities - {consumer.urn} and consumer.type == APP_GATEWAY:
+            continue  # its identity (and so its grant) belongs to another stack, deployed before this one
+        vault = vaults.get(vault_name.lower())
+        if vault is not None and lookup(vault.props, "properties", "enableRbacAuthorization") is not True:
+            continue  # an access-policy vault: keyvault-rbac-authorization reports it
+        granted = [r for r in roles if any(r.watches(i, "principalId") for i in identities)
+                   and _scope_reaches(r, vault, vault_name) and access.role_allows(_role_of(r), access.READ_SECRET)]
+        if not granted:
+            report(f"{short_type(consumer.type)} {consumer.name} reads {what} from Key Vault {vault_name}, but no role "
+                   "assignment in this stack grants its identity a role with secrets/getSecret there (Key Vault "
+                   "Secrets User, at the vault or a parent scope): Azure answers 403 when it reads", consumer.urn)
+
+
 def _data_plane_roles(args: StackValidationArgs, report: ReportViolation) -> None:
     topo = Topology(args.resources)
     for account in topo.of_type(COSMOS_ACCOUNT):
@@ -381,6 +471,11 @@ def policies() -> list[ResourceValidationPolicy | StackValidationPolicy]:
             name="role-propagation-wait",
             description="A gateway or app that uses a data-plane role at creation waits for the role to propagate.",
             validate=_role_waits, enforcement_level=MANDATORY),
+        StackValidationPolicy(
+            name="keyvault-data-plane-roles",
+            description="Every identity that reads a Key Vault (a gateway's certificate, an app's secrets) holds a "
+                        "role allowing the read on that vault in the same stack.",
+            validate=_keyvault_roles, enforcement_level=MANDATORY),
         StackValidationPolicy(
             name="data-plane-roles",
             description="Every identity the program or stamps-ops uses holds its data-plane role where keys are off.",

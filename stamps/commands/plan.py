@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     earlier = load_plan(args.against, "--against") if args.against else None  # before --out may overwrite it
     # Plan everything first: a config error in any target must leave no output file behind.
     with progress_line(sys.stdout, len(targets), enabled=not args.quiet) as progress:
-        plans = [plan_stack(project_dir, stack, path, on_register=progress.stack(cfg.name if cfg else stack))
+        plans = [plan_stack(project_dir, stack, path, on_register=progress.stack(cfg.name if cfg else stack),
+                            require_secrets=args.require_secrets)
                  for (stack, cfg), path in zip(targets, paths, strict=True)]
     # Written before anything is printed: a closed pipe (`| head`) must not cost the plan file.
     if args.out:
@@ -84,7 +85,8 @@ def run_fleet(args: argparse.Namespace, console: Console, project_dir: Path) -> 
     earlier = load_set(args.against, "--against") if args.against else None
     count = len(fleet_plan_units(project_dir, fleet, fleet_file, args.only or []))
     with progress_line(sys.stdout, count, enabled=not args.quiet) as progress:
-        plans = plan_fleet(project_dir, fleet, fleet_file, only=args.only or [], on_stack=progress.stack)
+        plans = plan_fleet(project_dir, fleet, fleet_file, only=args.only or [], on_stack=progress.stack,
+                           require_secrets=args.require_secrets)
     if args.out:
         write_set(plans, Path(args.out))
     if not args.quiet:
@@ -116,6 +118,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", help="write the plan as JSON (a directory when planning several stacks)")
     p.add_argument("--against", help="an earlier plan JSON: print creates, updates and deletes against it")
     p.add_argument("--policy", action="store_true", help="run the policy pack on the plan (exit 3 on violation)")
+    p.add_argument("--require-secrets", action="store_true",
+                   help="a secret the stack config does not set (stamps:edgeCertificatePfx, the webhook URLs) is an "
+                        "error naming it, as under `pulumi preview`; by default the offline plan puts a [secret] "
+                        "placeholder where it goes")
     p.add_argument("--no-tree", dest="tree", action="store_false", help="print only the summary")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
     p.set_defaults(func=run)

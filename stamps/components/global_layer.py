@@ -36,10 +36,20 @@ from stamps.placement import unpinned_warnings
 # The tenants container, as a Cosmos DB data-plane role scope.
 DIRECTORY_DB, DIRECTORY_CONTAINER = "globaldb", "tenants"
 DIRECTORY_SCOPE = f"/dbs/{DIRECTORY_DB}/colls/{DIRECTORY_CONTAINER}"
-# API Management Premium with a second region takes 45-90+ minutes to create; an extra region as long again
-# (https://learn.microsoft.com/azure/api-management/api-management-howto-deploy-multi-region). The provider's
+# API Management Premium with a second region takes 45-90+ minutes to create; each extra region adds as long again
+# ("expect longer times for an instance with ... multi-region configuration",
+# https://learn.microsoft.com/azure/api-management/api-management-howto-deploy-multi-region). The provider's
 # default timeout would abandon a create Azure is still running.
 APIM_TIMEOUTS = pulumi.CustomTimeouts(create="180m", update="180m", delete="120m")
+APIM_MINUTES_PER_REGION = 60
+
+
+def apim_timeouts(regions: int) -> pulumi.CustomTimeouts:
+    """APIM_TIMEOUTS, longer for a fleet with more than three gateway regions (an hour per region)."""
+    if regions <= 3:
+        return APIM_TIMEOUTS
+    minutes = f"{APIM_MINUTES_PER_REGION * regions}m"
+    return pulumi.CustomTimeouts(create=minutes, update=minutes, delete=APIM_TIMEOUTS.delete)
 
 
 class Global(StampsComponent):
@@ -188,7 +198,7 @@ class Global(StampsComponent):
             # (https://learn.microsoft.com/azure/api-management/soft-delete).
             restore=apim.restore,
             tags=tags,
-            opts=self.opts(custom_timeouts=APIM_TIMEOUTS),
+            opts=self.opts(custom_timeouts=apim_timeouts(len(regions) if apim.sku == "Premium" else 1)),
         )
         self.diagnose(self.apim, self.workspace.id)
         _warn_reserved_names(env)

@@ -472,11 +472,23 @@ class Region(StampsComponent):
         )
 
 
+EDGE_PFX_KEY = "stamps:edgeCertificatePfx"
+_SET_PFX = (f"set the gateways' certificate with `pulumi config set --secret {EDGE_PFX_KEY} "
+            "\"$(base64 -w0 edge.pfx)\"`, or name an existing vault holding it in stamps:tls.keyVaultId")
+
+
 def _edge_pfx() -> pulumi.Output[str]:
-    """The edge certificate as a secret Output; missing is a config error naming the key and the alternative."""
-    try:
-        return pulumi.Config("stamps").require_secret("edgeCertificatePfx")
-    except pulumi.ConfigMissingError:
-        raise ConfigError(["stamps:edgeCertificatePfx: missing; set the gateways' certificate with `pulumi config set "
-                           "--secret stamps:edgeCertificatePfx \"$(base64 -w0 edge.pfx)\"`, or name an existing vault "
-                           "holding it in stamps:tls.keyVaultId"]) from None
+    """The edge certificate as a secret Output. Missing, empty or given in plain text is a config error naming the
+    key: the gateway would otherwise fail on Azure after minutes (ApplicationGatewayKeyVaultSecretException), or the
+    private key would sit unencrypted in the stack file and the state."""
+    from pulumi.runtime.config import get_config, get_config_secret_keys_env, is_config_secret
+
+    raw = get_config(EDGE_PFX_KEY)
+    if raw is None:
+        raise ConfigError([f"{EDGE_PFX_KEY}: missing; {_SET_PFX}"])
+    if not raw.strip():
+        raise ConfigError([f"{EDGE_PFX_KEY}: empty; {_SET_PFX}"])
+    # The CLI lists secret keys in PULUMI_CONFIG_SECRET_KEYS; set_all_config (the offline plan) marks them in-process.
+    if EDGE_PFX_KEY not in get_config_secret_keys_env() and not is_config_secret(EDGE_PFX_KEY):
+        raise ConfigError([f"{EDGE_PFX_KEY}: set in plain text (a private key in the stack file); {_SET_PFX}"])
+    return pulumi.Config("stamps").require_secret("edgeCertificatePfx")

@@ -2,7 +2,7 @@
 
 This is `pulumi preview` without a CLI: the stack config file is parsed as the CLI would (structured
 values as JSON, `secure:` values as secrets), every RegisterResource request is recorded (type, name,
-parent, dependencies, inputs) and stack outputs are read from the root resource. The SDK keeps global
+parent, dependencies, inputs, custom timeouts) and stack outputs are read from the root resource. The SDK keeps global
 state (settings, root stack, config); each run resets it, so several stacks can be planned in one process.
 """
 
@@ -80,7 +80,7 @@ def _recording_monitor(mocks: AzureMocks, on_register: Callable[[int], None] | N
             response = super().RegisterResource(request)
             if request.type != "pulumi:pulumi:Stack":
                 inputs = json_format.MessageToDict(request.object) if request.object else {}
-                self.requests.append({
+                record: dict[str, Any] = {
                     "urn": response.urn,
                     "type": request.type,
                     "name": request.name,
@@ -88,7 +88,14 @@ def _recording_monitor(mocks: AzureMocks, on_register: Callable[[int], None] | N
                     "custom": bool(request.custom),
                     "inputs": _clean(inputs),
                     "dependencies": sorted(set(request.dependencies)),
-                })
+                }
+                # The engine hands these to the provider as its operation deadlines: a slow resource (API
+                # Management, SQL) without them fails its `up` when the provider's default runs out.
+                timeouts = {k: getattr(request.customTimeouts, k) for k in ("create", "update", "delete")
+                            if getattr(request.customTimeouts, k)}
+                if timeouts:
+                    record["customTimeouts"] = timeouts
+                self.requests.append(record)
                 if on_register is not None:
                     on_register(len(self.requests))
             return response
@@ -125,14 +132,16 @@ def plan_stack(
     on_register: Callable[[int], None] | None = None,
     fleet_file: Path | None = None,
     stack_outputs: dict[str, dict[str, Any]] | None = None,
+    require_secrets: bool = False,
 ) -> Plan:
     """Run the project's `__main__.py` for `stack` under mocks; raises the program's errors unchanged.
 
     A unit stack (`prod.cell.banking.eastus`, stamps/stacks/units.py) reads the fleet file (`fleet_file`,
     default `Pulumi.<fleet>.yaml`) and its own stack file if it has one; its StackReferences read
-    `stack_outputs` (bare stack name → outputs of an earlier plan). `on_register(n)` is called (on the SDK's
-    executor threads) after each resource registration with the number registered so far. The offline-only
-    SDK shortcuts (`speedup.plan_shortcuts`) are active for the run and restored afterwards.
+    `stack_outputs` (bare stack name → outputs of an earlier plan). With `require_secrets`, a secret key the stack
+    config does not set stays unset, so the program reports it as under `pulumi preview`. `on_register(n)` is
+    called (on the SDK's executor threads) after each resource registration with the number registered so far.
+    The offline-only SDK shortcuts (`speedup.plan_shortcuts`) are active for the run and restored afterwards.
     """
     import pulumi
     from pulumi.runtime import settings
@@ -162,7 +171,7 @@ def plan_stack(
             fleet_file = None
     # A clone ships no secrets (they come from `pulumi config set --secret` or ESC). Offline only, an absent
     # one is a redacted placeholder, so the plan still shows where it goes; the CLI reports it as missing.
-    for key in SECRET_KEYS:
+    for key in () if require_secrets else SECRET_KEYS:
         if f"{NAMESPACE}:{key}" not in values:
             values[f"{NAMESPACE}:{key}"] = SECRET
             secret_keys.append(f"{NAMESPACE}:{key}")

@@ -57,7 +57,8 @@ def closure(env: Environment, chosen: list[Unit]) -> list[Unit]:
 
 
 def plan_fleet(project_dir: Path, fleet: str, fleet_file: Path | None = None, only: list[str] | None = None,
-               on_stack: Callable[[str], Callable[[int], None] | None] | None = None) -> list[Plan]:
+               on_stack: Callable[[str], Callable[[int], None] | None] | None = None,
+               require_secrets: bool = False) -> list[Plan]:
     """Plan the fleet's unit stacks (all, or `only` with their upstream units) in dependency order.
 
     Returns the plans of the selected units, in deployment order. `on_stack(label)` may return a
@@ -75,7 +76,7 @@ def plan_fleet(project_dir: Path, fleet: str, fleet_file: Path | None = None, on
     for unit in closure(env, chosen):
         stack = unit.stack(fleet)
         plan = plan_stack(project_dir, stack, on_register=on_stack(stack) if on_stack else None,
-                          fleet_file=path, stack_outputs=outputs)
+                          fleet_file=path, stack_outputs=outputs, require_secrets=require_secrets)
         outputs[stack] = plan.outputs
         plans[unit] = plan
     return [plans[u] for u in chosen]

@@ -34,7 +34,9 @@ Layer = Literal["global", "region", "cell", "edge", "routing", "api", "tenants"]
 LAYERS: tuple[Layer, ...] = ("global", "region", "cell", "edge", "routing", "api", "tenants")
 # Policies that need several unit stacks' resources at once: in a unit stack they check nothing (see the
 # pack's `spans_fleet`), and `stamps plan --fleet --policy` runs them on the fleet view (every stack merged).
-FLEET_WIDE_POLICIES = ("dr-standby-region", "cells-without-standby", "traffic-through-api-management")
+# keyvault-data-plane-roles: a gateway (edge stack) reads with an identity granted in the region stack.
+FLEET_WIDE_POLICIES = ("dr-standby-region", "cells-without-standby", "traffic-through-api-management",
+                       "keyvault-data-plane-roles")
 _PART = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
