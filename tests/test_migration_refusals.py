@@ -142,12 +142,15 @@ def test_a_resume_reaching_other_databases_than_its_journal_is_refused(
     recorded = json.loads((project / JOURNAL).read_text())
     shutil.copy(tmp_path / "s.db", tmp_path / "s-copy.db")
     before = tenant_rows(source)
-    changed = [(source, f"sqlite:///{tmp_path / 'other.db'}", "target"),
-               (f"sqlite:///{tmp_path / 's-copy.db'}", target, "source")]
-    for src, tgt, role in changed:
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    changed = [(source, other, "target", []),
+               (f"sqlite:///{tmp_path / 's-copy.db'}", target, "source", []),
+               # --restart-from would reset the journal's progress: not before the databases are checked.
+               (source, other, "target", ["--restart-from", "bulk_copy"])]
+    for src, tgt, role, extra in changed:
         capsys.readouterr()
         rec = Recorder(ops)
-        assert rec(*migrate_args(src, tgt), http_get=ok) == 4, role
+        assert rec(*migrate_args(src, tgt), *extra, http_get=ok) == 4, (role, extra)
         err = capsys.readouterr().err
         assert f"{role} is now sqlite:" in err and "Nothing was copied" in err and "Traceback" not in err, err
         assert "migrate-abandon" in err, "the message names the way out"
@@ -158,7 +161,7 @@ def test_a_resume_reaching_other_databases_than_its_journal_is_refused(
         for key in ("source_identity", "target_identity", "steps", "tables", "verifications"):
             assert now[key] == recorded[key], key
         assert tenant_rows(source) == before
-    assert tables(f"sqlite:///{tmp_path / 'other.db'}") == [], "nothing copied into the other target"
+    assert tables(other) == [], "nothing copied into the other target"
     # The recorded databases under another name are the same databases: the resume finishes.
     (tmp_path / "t-link.db").symlink_to(tmp_path / "t.db")
     assert Recorder(ops)(*migrate_args(source, f"sqlite:///{tmp_path / 't-link.db'}"), http_get=ok) == 0

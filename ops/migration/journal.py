@@ -613,9 +613,7 @@ class MigrationRunner:
     def run(self, *, stop_after: Step | None = None) -> Step | None:
         """Run pending steps; returns the last step completed in this call (None if none ran)."""
         last: Step | None = None
-        if not self.journal.finished:
-            # Before any step: the URLs must reach two different databases, the recorded ones on resume.
-            self.journal.bind_identities(*self.mover.identities())
+        self.bind_databases()
         self._reset_failed_verification()
         for step in STEPS:
             if self.journal.status(step) == StepStatus.DONE:
@@ -637,6 +635,12 @@ class MigrationRunner:
             if step == stop_after:
                 break
         return last
+
+    def bind_databases(self) -> None:
+        """Before any step (or a ``reset_from``): the URLs must reach two different databases, the
+        recorded ones on resume (DatabasesChangedError otherwise). Idempotent."""
+        if not self.journal.finished:
+            self.journal.bind_identities(*self.mover.identities())
 
     def _reset_failed_verification(self) -> None:
         """Make a plain re-run converge after a failure, without ``--restart-from``.

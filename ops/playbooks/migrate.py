@@ -366,6 +366,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if probe is not mover:
         probe.source.dispose()
     with runner.journal:
+        # Which databases first: a --restart-from against other databases must not reset the journal.
+        runner.bind_databases()
         if args.restart_from:
             # Redoing the delta means freezing again: a failure before it unfroze the tenant.
             runner.journal.reset_from(Step.FREEZE if args.restart_from == "delta_copy" else Step(args.restart_from))
