@@ -289,3 +289,21 @@ def test_abandon_deletes_nothing_when_the_target_url_is_the_source_or_another_da
         assert (project / JOURNAL).exists(), "the journal stays: the migration is not given up"
     assert Recorder(ops)("migrate-abandon", TENANT, "--source-url", source, "--target-url", target) == 0
     assert tenant_rows(target) == EMPTY and tenant_rows(source) == before
+
+
+def test_the_printed_rerun_command_carries_no_password() -> None:
+    """The command printed on a refusal goes to terminals and logs: URL passwords appear as ***."""
+    from types import SimpleNamespace
+
+    from ops.cli import build_parser
+    from ops.playbooks.migrate import rerun_command
+
+    args = build_parser().parse_args([
+        "migrate", TENANT, "--to", "dedicated", "--source-url", "postgresql+psycopg2://app:s3cr3t-pw@db1/shared",
+        "--target-url", "postgresql+psycopg2://app@db2/acme?password=s3cr3t-pw", "--shared-table", "currencies"])
+    command = rerun_command(SimpleNamespace(stack="prod", project_dir=Path("/srv/stamps")), args)  # type: ignore[arg-type]
+    assert "s3cr3t-pw" not in command
+    argv = shlex.split(command)
+    assert argv[argv.index("--source-url") + 1] == "postgresql+psycopg2://app:***@db1/shared"
+    assert "password=%2A%2A%2A" in argv[argv.index("--target-url") + 1]
+    assert argv[-2:] == ["--shared-table", "currencies"] and "--batch-size" not in argv, "defaults are left out"
