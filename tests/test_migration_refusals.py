@@ -307,3 +307,76 @@ def test_the_printed_rerun_command_carries_no_password() -> None:
     assert argv[argv.index("--source-url") + 1] == "postgresql+psycopg2://app:***@db1/shared"
     assert "password=%2A%2A%2A" in argv[argv.index("--target-url") + 1]
     assert argv[-2:] == ["--shared-table", "currencies"] and "--batch-size" not in argv, "defaults are left out"
+
+
+# --------------------------------------------------------------------------- database errors outside the steps
+
+
+def test_purge_stopped_by_a_database_error_is_a_clean_failure_and_deletes_nothing(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A target table renamed since the migration: the fresh verification cannot read it. Was a raw
+    OperationalError ('unexpected', traceback in the log, no audit line)."""
+    source, target = sqlite_pair(tmp_path, rows=60)
+    ops = Ops(project)
+    assert Recorder(ops)(*migrate_args(source, target), http_get=ok) == 0
+    before = tenant_rows(source)
+    conn = sqlite3.connect(tmp_path / "t.db")
+    with conn:
+        conn.execute("ALTER TABLE transfers RENAME TO transfers_old")
+    capsys.readouterr()
+    assert purge(ops) == 1
+    err = capsys.readouterr().err
+    assert "stopped by a database error" in err and "no such table" in err and "unexpected" not in err, err
+    assert f"stamps-ops purge-source {TENANT}` again" in err
+    last = audit_lines(project)[-1]
+    assert (last["playbook"], last["event"]) == ("purge-source", "failed") and "no such table" in last["error"]
+    assert tenant_rows(source) == before
+    with conn:
+        conn.execute("ALTER TABLE transfers_old RENAME TO transfers")
+    conn.close()
+    assert purge(ops) == 0
+    assert tenant_rows(source) == EMPTY
+
+
+def test_a_database_error_before_the_steps_is_a_clean_failure(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Preflight's own queries (reflection, the orphan and ownership checks) run outside the runner,
+    which turns the steps' database errors into MigrationError; theirs must not surface raw either."""
+    source, target = sqlite_pair(tmp_path, rows=30)
+
+    def denied(self: TenantDataMover) -> list[str]:
+        raise sa.exc.ProgrammingError("SELECT count(*) ...", {}, Exception("permission denied for table accounts"))
+
+    monkeypatch.setattr(TenantDataMover, "orphan_rows", denied)
+    ops = Ops(project)
+    before = cells(ops)
+    rec = Recorder(ops)
+    assert rec(*migrate_args(source, target), http_get=ok) == 1
+    err = capsys.readouterr().err
+    assert "stopped by a database error" in err and "permission denied for table accounts" in err, err
+    assert "unexpected" not in err and f"stamps-ops migrate {TENANT} --to dedicated" in err
+    assert rec.updates == [] and cells(ops) == before and not (project / JOURNAL).exists()
+    assert audit_lines(project)[-1]["event"] == "failed"
+
+
+def test_abandon_stopped_by_a_database_error_keeps_the_journal_to_finish_later(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source, target = sqlite_pair(tmp_path, rows=60)
+    ops = Ops(project)
+    assert Recorder(ops, fail_on=1)(*migrate_args(source, target), http_get=ok) == 1
+    conn = sqlite3.connect(tmp_path / "t.db")
+    with conn:
+        conn.execute("ALTER TABLE transfers RENAME TO transfers_old")
+    capsys.readouterr()
+    argv = ["migrate-abandon", TENANT, "--source-url", source, "--target-url", target]
+    assert Recorder(ops)(*argv) == 1
+    err = capsys.readouterr().err
+    assert "stopped by a database error" in err and "transfers" in err and "unexpected" not in err, err
+    assert f"stamps-ops migrate-abandon {TENANT}" in err
+    assert audit_lines(project)[-1]["event"] == "abandon-failed"
+    assert (project / JOURNAL).exists(), "kept: the same command finishes the abandon"
+    with conn:
+        conn.execute("ALTER TABLE transfers_old RENAME TO transfers")
+    conn.close()
+    assert Recorder(ops)(*argv) == 0
+    assert tenant_rows(target) == EMPTY

@@ -29,9 +29,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import shlex
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rich.markup import escape
 
 from ops.migration.db import scrub
@@ -241,6 +243,18 @@ def _mover_options(args: argparse.Namespace) -> dict[str, Any]:
             "shared_tables": tuple(args.shared_table or ())}
 
 
+def _database_error(err: BaseException, args: argparse.Namespace) -> str:
+    """A driver error as one scrubbed line: drivers echo connection strings, and their tracebacks are noise."""
+    if isinstance(err, sa.exc.NoSuchTableError):  # reflection: its text is the bare table name
+        return f"no such table: {clip(err)}"
+    orig = getattr(err, "orig", None) or err
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return scrub(f"{type(orig).__name__}: {first}", args.source_url or "", args.target_url or "")
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.NoSuchTableError, sqlite3.Error)
+
+
 def rerun_command(ctx: Context, args: argparse.Namespace) -> str:
     """The command that re-runs (and so resumes) this migration; URL passwords are shown as ***."""
     from ops.migration.db import redact_url
@@ -303,6 +317,12 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         audit(ctx, "migrate", "failed", tenant=args.tenant,
               error=scrub(str(err), args.source_url or "", args.target_url or ""))
         raise
+    except DATABASE_ERRORS as err:
+        # Outside the steps (the runner turns theirs into MigrationError): preflight queries, reflection.
+        message = _database_error(err, args)
+        audit(ctx, "migrate", "failed", tenant=args.tenant, error=message)
+        raise Failed(f"migration of {args.tenant} stopped by a database error: {message}. Fix the cause and run:\n"
+                     f"  {rerun_command(ctx, args)}") from None
 
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
@@ -387,6 +407,14 @@ def purge(ctx: Context, args: argparse.Namespace) -> int:
         message = scrub(str(err), args.source_url or "", args.target_url or "")
         audit(ctx, "purge-source", "refused", tenant=args.tenant, error=message)
         raise Refused(f"purge refused, nothing deleted: {message}") from None
+    except DATABASE_ERRORS as err:
+        # E.g. a target table dropped or renamed since the migration: the fresh verification cannot read it.
+        message = _database_error(err, args)
+        audit(ctx, "purge-source", "failed", tenant=args.tenant, error=message)
+        raise Failed(f"purge of {args.tenant} stopped by a database error: {message}. The deletion is one "
+                     "transaction, so the shared database holds all of the tenant's rows or none of them. Fix the "
+                     f"cause (source and target tables intact and reachable), then run `stamps-ops purge-source "
+                     f"{args.tenant}` again: it verifies afresh before deleting") from None
 
 
 def _purge(ctx: Context, args: argparse.Namespace) -> int:
@@ -485,6 +513,12 @@ def abandon(ctx: Context, args: argparse.Namespace) -> int:
         message = scrub(str(err), source, target)
         audit(ctx, "migrate", "abandon-failed", tenant=args.tenant, error=message)
         raise Refused(f"abandon refused: {message}") from None
+    except DATABASE_ERRORS as err:
+        message = _database_error(err, args)
+        audit(ctx, "migrate", "abandon-failed", tenant=args.tenant, error=message)
+        # The target's rows go in batches: some may be gone. The journal stays, so the same command finishes.
+        raise Failed(f"abandon of {args.tenant} stopped by a database error: {message}. The journal is kept; fix "
+                     f"the cause and run `stamps-ops migrate-abandon {args.tenant}` again to finish") from None
     audit(ctx, "migrate", "abandoned", tenant=args.tenant, cell=data.get("target_cell"), rows=deleted)
     ctx.console.print(f"[green]✓[/] abandoned {args.tenant}'s migration: {sum(deleted.values())} rows deleted from "
                       f"the target, CELL {data.get('target_cell')} released (still in the stack; remove it there "
