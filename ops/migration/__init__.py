@@ -16,6 +16,8 @@ from ops.migration.copy import DEFAULT_BATCH_SIZE, DeltaState, TableCopyState, T
 from ops.migration.db import as_engine
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
 from ops.migration.errors import (
+    DamagedJournalError,
+    DatabasesChangedError,
     DiscoveryError,
     IdentityError,
     JournalError,
@@ -48,6 +50,8 @@ __all__ = [
     "STEPS",
     "BatchEvent",
     "Checksum",
+    "DamagedJournalError",
+    "DatabasesChangedError",
     "DeltaState",
     "DiscoveryError",
     "IdentityError",

@@ -245,10 +245,57 @@ class TenantDataMover:
             raise PreflightError(
                 "the source holds values this migration cannot copy exactly: " + "; ".join(problems)
             )
+        orphans = self.orphan_rows()
+        if orphans:
+            # The target enforces its foreign keys, so these rows would stop the copy half-way (after
+            # the CELL was provisioned); dropping them silently would lose rows. The owner decides.
+            raise PreflightError(
+                "the tenant's rows reference parent rows the source does not hold for it: " + "; ".join(orphans)
+                + ". Restore the missing parents or delete (or re-point) those rows in the source, then re-run"
+            )
         if target:
             _reachable(self.target, "target")
-            self.identities()
+            try:
+                self.identities()
+            except IdentityError as exc:
+                # Same refusal as any other preflight finding: exit 4, nothing provisioned.
+                raise PreflightError(f"the target is not another database: {exc}") from None
             self.check_target_owned()
+
+    def orphan_rows(self) -> list[str]:
+        """Foreign keys of the tenant's rows that point at no parent row within the parent's scope, one
+        line per foreign key: "table (columns) → parent: N row(s), e.g. key K".
+
+        Such a row (written while the source did not enforce its keys, or pointing at another tenant's
+        row) cannot exist in a target that enforces them; the copy would stop at it.
+        """
+        found = []
+        with self.source.connect() as conn:
+            for tp in self.plan.tables:
+                child = tp.table.alias("c")
+                for parent, ccols, pcols in self._parents(tp):
+                    ptab = parent.table.alias("p")
+                    pairs = zip(ccols, pcols, strict=True)
+                    match: list[sa.ColumnElement[bool]] = [ptab.c[pc] == child.c[cc] for cc, pc in pairs]
+                    if parent.scope_column is not None:
+                        match.append(ptab.c[parent.scope_column] == self.tenant_id)
+                    where: list[sa.ColumnElement[bool]] = [child.c[cc].is_not(None) for cc in ccols]
+                    if tp.scope_column is not None:
+                        where.append(child.c[tp.scope_column] == self.tenant_id)
+                    where.append(~sa.exists().where(*match))
+                    n = conn.execute(sa.select(sa.func.count()).select_from(child).where(*where)).scalar_one()
+                    if not n:
+                        continue
+                    example = conn.execute(
+                        sa.select(*(child.c[k] for k in tp.pk)).where(*where).order_by(*(child.c[k] for k in tp.pk))
+                        .limit(1)
+                    ).one()
+                    key = example[0] if len(example) == 1 else tuple(example)
+                    found.append(
+                        f"{tp.fullname} ({', '.join(ccols)}) → {parent.fullname}: {n} row(s), e.g. "
+                        f"{'/'.join(tp.pk)} = {key!r}"
+                    )
+        return found
 
     def check_target_owned(self) -> None:
         """Refuse a target holding rows of another tenant: a dedicated database admits one tenant."""

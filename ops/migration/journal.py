@@ -67,7 +67,13 @@ from ops.migration.checksum import CANONICAL, SQLITE_EXACT, Checksum
 from ops.migration.copy import DeltaState, TableCopyState, TenantDataMover
 from ops.migration.db import redact, redact_url, scrub
 from ops.migration.discovery import MigrationPlan
-from ops.migration.errors import JournalError, MigrationError, MigrationLockedError
+from ops.migration.errors import (
+    DamagedJournalError,
+    DatabasesChangedError,
+    JournalError,
+    MigrationError,
+    MigrationLockedError,
+)
 from ops.migration.identity import DatabaseIdentity
 from ops.migration.progress import BatchCallback, BatchEvent
 from ops.migration.verify import VerificationReport, utcnow
@@ -328,20 +334,22 @@ class MigrationJournal:
         A journal that parses but is damaged (hand-edited, truncated by a tool, written by a bug)
         raises JournalError naming what is wrong, never a KeyError/TypeError later.
         """
+        advice = "move it aside and start the migration again (the copy is idempotent), or restore it from a backup"
         try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+            text = Path(path).read_bytes()
+        except OSError as exc:
             raise JournalError(f"cannot read journal {path}: {exc}") from None
+        try:
+            data = json.loads(text)
+        except ValueError as exc:  # truncated or overwritten: not JSON any more (UnicodeDecodeError too)
+            raise DamagedJournalError(str(path), f"not JSON: {exc}", advice) from None
         if not isinstance(data, dict):
-            raise JournalError(f"journal {path} is damaged: not a JSON object")
+            raise DamagedJournalError(str(path), "not a JSON object", advice)
         if data.get("format") != JOURNAL_FORMAT:
             raise JournalError(f"journal {path} has unsupported format {data.get('format')!r}")
         problem = _damage(data)
         if problem:
-            raise JournalError(
-                f"journal {path} is damaged ({problem}); move it aside and start the migration again "
-                "(the copy is idempotent), or restore it from a backup"
-            )
+            raise DamagedJournalError(str(path), problem, advice)
         return data
 
     def bind_identities(self, source: DatabaseIdentity, target: DatabaseIdentity) -> None:
@@ -351,10 +359,16 @@ class MigrationJournal:
         if recorded == found:
             return
         if any(recorded.values()):
-            raise JournalError(
-                f"this migration recorded source {recorded['source_identity']} and target "
-                f"{recorded['target_identity']}, but the URLs now reach {found['source_identity']} and "
-                f"{found['target_identity']}: resume with the original databases"
+            changed = [
+                f"{role} is now {found[key]} (recorded {recorded[key]})"
+                for role, key in (("source", "source_identity"), ("target", "target_identity"))
+                if found[key] != recorded[key]
+            ]
+            raise DatabasesChangedError(
+                f"this migration began between other databases than the URLs now reach: {'; '.join(changed)}. "
+                f"Nothing was copied. Resume with the URLs that reach the recorded databases (journal {self.path}: "
+                f"source {self.data.get('source') or '?'}, target {self.data.get('target') or '?'}), or give "
+                "this migration up with `stamps-ops migrate-abandon` and start again"
             )
         self.data.update(found)
         self.save()
@@ -599,9 +613,7 @@ class MigrationRunner:
     def run(self, *, stop_after: Step | None = None) -> Step | None:
         """Run pending steps; returns the last step completed in this call (None if none ran)."""
         last: Step | None = None
-        if not self.journal.finished:
-            # Before any step: the URLs must reach two different databases, the recorded ones on resume.
-            self.journal.bind_identities(*self.mover.identities())
+        self.bind_databases()
         self._reset_failed_verification()
         for step in STEPS:
             if self.journal.status(step) == StepStatus.DONE:
@@ -623,6 +635,12 @@ class MigrationRunner:
             if step == stop_after:
                 break
         return last
+
+    def bind_databases(self) -> None:
+        """Before any step (or a ``reset_from``): the URLs must reach two different databases, the
+        recorded ones on resume (DatabasesChangedError otherwise). Idempotent."""
+        if not self.journal.finished:
+            self.journal.bind_identities(*self.mover.identities())
 
     def _reset_failed_verification(self) -> None:
         """Make a plain re-run converge after a failure, without ``--restart-from``.

@@ -9,8 +9,10 @@ verification stops before the switch, leaves the source untouched and unfreezes 
 
 Before anything is provisioned, a preflight connects to both databases, checks the drivers, discovers the
 schema and refuses what cannot be moved (tables of other tenants' data the tenant's rows point at unless
-declared `--shared-table`, untyped columns, text in numeric columns, a target that is the source under another
-name or holds another tenant's rows). The dedicated CELL is reserved (the journal names it) under the stack lock.
+declared `--shared-table`, untyped columns, text in numeric columns, rows whose parent the source lacks for the
+tenant, a target that is the source under another name or holds another tenant's rows). A resume whose URLs
+reach other databases than the journal recorded is refused (DatabasesChangedError, exit 4). The dedicated
+CELL is reserved (the journal names it) under the stack lock.
 
 Purging the tenant's rows from the shared database is `stamps-ops purge-source`, allowed only after the
 retention period, against the databases the journal recorded (by the servers' own identity, never the URL
@@ -26,9 +28,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rich.markup import escape
 
 from ops.migration.db import scrub
@@ -238,14 +243,65 @@ def _mover_options(args: argparse.Namespace) -> dict[str, Any]:
             "shared_tables": tuple(args.shared_table or ())}
 
 
+def _database_error(err: BaseException, args: argparse.Namespace) -> str:
+    """A driver error as one scrubbed line: drivers echo connection strings, and their tracebacks are noise."""
+    if isinstance(err, sa.exc.NoSuchTableError):  # reflection: its text is the bare table name
+        return f"no such table: {clip(err)}"
+    orig = getattr(err, "orig", None) or err
+    first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    return scrub(f"{type(orig).__name__}: {first}", args.source_url or "", args.target_url or "")
+
+
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.NoSuchTableError, sqlite3.Error)
+
+
+def rerun_command(ctx: Context, args: argparse.Namespace) -> str:
+    """The command that re-runs (and so resumes) this migration; URL passwords are shown as ***."""
+    from ops.migration.db import redact_url
+
+    parts = ["stamps-ops", "migrate", args.tenant, "--to", args.to, "--stack", ctx.stack,
+             "--project-dir", str(ctx.project_dir)]
+    # Every option this migration was given a non-default value for (--restart-from is not repeated:
+    # the re-run resumes from the journal).
+    for flag, value, default in (
+            ("--cell", args.cell, None), ("--tier", args.tier, None), ("--source-url", args.source_url, None),
+            ("--target-url", args.target_url, None), ("--tenant-column", args.tenant_column, "tenant_id"),
+            ("--batch-size", args.batch_size, 5000), ("--health-url", args.health_url, DEFAULT_HEALTH_URL),
+            ("--health-attempts", args.health_attempts, 5), ("--health-wait", args.health_wait, 30.0),
+            ("--unfreeze-attempts", args.unfreeze_attempts, 6), ("--unfreeze-wait", args.unfreeze_wait, 5.0)):
+        if value is not None and value != default:
+            text = redact_url(value) if flag.endswith("-url") and flag != "--health-url" else str(value)
+            parts += [flag, shlex.quote(text)]
+    for table in args.shared_table or ():
+        parts += ["--shared-table", shlex.quote(table)]
+    return " ".join(parts)
+
+
 def run(ctx: Context, args: argparse.Namespace) -> int:
-    from ops.migration import DiscoveryError, MigrationError, MigrationLockedError, PreflightError
+    from ops.migration import (
+        DatabasesChangedError,
+        DiscoveryError,
+        MigrationError,
+        MigrationLockedError,
+        PreflightError,
+    )
 
     try:
         return _run(ctx, args)
     except MigrationLockedError as err:
         audit(ctx, "migrate", "refused", tenant=args.tenant, error=str(err))
         raise Refused(str(err)) from None
+    except DatabasesChangedError as err:
+        # Checked before any step ran: the recorded databases keep their state, the others were not written.
+        message = scrub(str(err), args.source_url or "", args.target_url or "")
+        audit(ctx, "migrate", "refused", tenant=args.tenant, error=message)
+        raise Refused(f"migration of {args.tenant} refused: {message}") from None
+    except StackLockedError as err:
+        # Another playbook changes the stack; the migration stopped before its next stack update and its
+        # journal (if any) says where: the same command resumes once that playbook is done.
+        audit(ctx, "migrate", "refused", tenant=args.tenant, error=str(err))
+        raise Refused(f"migration of {args.tenant} waits for the stack lock: {err}\nNothing further was changed. "
+                      f"Once that playbook has finished, run:\n  {rerun_command(ctx, args)}") from None
     except (PreflightError, DiscoveryError) as err:
         # Found before the first step ran: nothing was provisioned or copied for this attempt.
         message = scrub(str(err), args.source_url or "", args.target_url or "")
@@ -257,10 +313,16 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
         raise Failed(f"migration of {args.tenant} stopped: {message}. The journal "
                      f"{journal_path(ctx, args.tenant)} records where; fix the cause and re-run the same command "
                      "(it resumes, and redoes a failed verification's copy)") from None
-    except (PlaybookError, RunnerError, StackLockedError) as err:
+    except (PlaybookError, RunnerError) as err:
         audit(ctx, "migrate", "failed", tenant=args.tenant,
               error=scrub(str(err), args.source_url or "", args.target_url or ""))
         raise
+    except DATABASE_ERRORS as err:
+        # Outside the steps (the runner turns theirs into MigrationError): preflight queries, reflection.
+        message = _database_error(err, args)
+        audit(ctx, "migrate", "failed", tenant=args.tenant, error=message)
+        raise Failed(f"migration of {args.tenant} stopped by a database error: {message}. Fix the cause and run:\n"
+                     f"  {rerun_command(ctx, args)}") from None
 
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
@@ -324,6 +386,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if probe is not mover:
         probe.source.dispose()
     with runner.journal:
+        # Which databases first: a --restart-from against other databases must not reset the journal.
+        runner.bind_databases()
         if args.restart_from:
             # Redoing the delta means freezing again: a failure before it unfroze the tenant.
             runner.journal.reset_from(Step.FREEZE if args.restart_from == "delta_copy" else Step(args.restart_from))
@@ -343,13 +407,30 @@ def purge(ctx: Context, args: argparse.Namespace) -> int:
         message = scrub(str(err), args.source_url or "", args.target_url or "")
         audit(ctx, "purge-source", "refused", tenant=args.tenant, error=message)
         raise Refused(f"purge refused, nothing deleted: {message}") from None
+    except DATABASE_ERRORS as err:
+        # E.g. a target table dropped or renamed since the migration: the fresh verification cannot read it.
+        message = _database_error(err, args)
+        audit(ctx, "purge-source", "failed", tenant=args.tenant, error=message)
+        raise Failed(f"purge of {args.tenant} stopped by a database error: {message}. The deletion is one "
+                     "transaction, so the shared database holds all of the tenant's rows or none of them. Fix the "
+                     f"cause (source and target tables intact and reachable), then run `stamps-ops purge-source "
+                     f"{args.tenant}` again: it verifies afresh before deleting") from None
 
 
 def _purge(ctx: Context, args: argparse.Namespace) -> int:
-    from ops.migration import MigrationJournal, Step, TenantDataMover
+    from ops.migration import DamagedJournalError, MigrationJournal, Step, TenantDataMover
 
     path = journal_path(ctx, args.tenant)
-    data = _read_journal(path)
+    try:
+        data = MigrationJournal.read(path) if path.exists() else None
+    except DamagedJournalError as err:
+        # Only the journal proves which databases hold the copy; a new migration of a switched tenant
+        # would not recreate that record, so the one way forward is the journal itself.
+        raise DamagedJournalError(
+            str(path), err.problem, "the purge needs its record of the databases the migration used: restore "
+            f"the journal from a backup, then run `stamps-ops purge-source {args.tenant}` again; the tenant's "
+            "source rows stay until then"
+        ) from None
     if data is None:
         raise PlaybookError(f"TENANT: no migration journal for {args.tenant!r} at {path}")
     done = data["steps"][Step.DONE.value]
@@ -432,6 +513,12 @@ def abandon(ctx: Context, args: argparse.Namespace) -> int:
         message = scrub(str(err), source, target)
         audit(ctx, "migrate", "abandon-failed", tenant=args.tenant, error=message)
         raise Refused(f"abandon refused: {message}") from None
+    except DATABASE_ERRORS as err:
+        message = _database_error(err, args)
+        audit(ctx, "migrate", "abandon-failed", tenant=args.tenant, error=message)
+        # The target's rows go in batches: some may be gone. The journal stays, so the same command finishes.
+        raise Failed(f"abandon of {args.tenant} stopped by a database error: {message}. The journal is kept; fix "
+                     f"the cause and run `stamps-ops migrate-abandon {args.tenant}` again to finish") from None
     audit(ctx, "migrate", "abandoned", tenant=args.tenant, cell=data.get("target_cell"), rows=deleted)
     ctx.console.print(f"[green]✓[/] abandoned {args.tenant}'s migration: {sum(deleted.values())} rows deleted from "
                       f"the target, CELL {data.get('target_cell')} released (still in the stack; remove it there "
