@@ -313,18 +313,19 @@ def step_assessment(ctx: Context, a: Assessment) -> Step:
                                                "problems": [t for _, t in a.problems], "errors": a.errors})
 
 
-def _targets(ctx: Context, a: Assessment) -> list[str] | None:
-    """URNs of the drifted resources, so the update re-asserts only them (`pulumi up --target`)."""
-    if isinstance(ctx.runner, OfflineRunner):
-        return None
-    from stamps.offline import plan_stack
+def _targets(ctx: Context, a: Assessment) -> list[str]:
+    """URNs of the drifted resources, whatever the runner: refresh and update touch only them (`--target`).
 
+    They come from the offline plan of the stack file, so finding them reads nothing from Azure (a region in
+    the middle of an outage included).
+    """
     profiles = {f"routing-tm-{d['profile']}" for d in a.drift if d["resource"] == "traffic-manager"}
     front_door = any(d["resource"] == "front-door" for d in a.drift)
-    urns = [r["urn"] for r in plan_stack(ctx.project_dir, ctx.stack).resources
+    offline = ctx.runner if isinstance(ctx.runner, OfflineRunner) else OfflineRunner(ctx.project_dir, ctx.stack)
+    plan = offline.plan()
+    return [r["urn"] for r in plan.resources
             if (r["type"] == "azure-native:trafficmanager:Profile" and r["name"] in profiles)
             or (front_door and r["type"] == "azure-native:cdn:AFDEndpoint")]
-    return urns or None
 
 
 def step_mitigation(ctx: Context, a: Assessment) -> Step:
@@ -337,14 +338,22 @@ def step_mitigation(ctx: Context, a: Assessment) -> Step:
                      f"{d['desired']}".replace("  ", " ") for d in a.drift)
     try:
         targets = _targets(ctx, a)
+        if not targets:
+            # Never fall back to a whole-stack refresh: it would read (and wait on) every resource of the
+            # failed region in the middle of the outage.
+            return Step("mitigation", "fail",
+                        f"drift found ({what}) but no resource of stack {ctx.stack} matches it, so nothing was "
+                        "refreshed or updated (a whole-stack refresh is never run during an outage); check that "
+                        "the stack declares the drifted resource, or re-enable it in the Azure portal",
+                        {"drift": a.drift, "targets": []})
+        flags = " ".join(f"--target {t}" for t in targets)
         if ctx.dry_run:
-            flags = f"{' --target ' + ' --target '.join(targets) if targets else ''}"
-            ctx.console.print(f"  (dry run) would run `pulumi refresh{flags}`, then `pulumi up{flags}`", soft_wrap=True)
-            return Step("mitigation", "skipped", f"dry run: drift found ({what}); refresh + update not run",
-                        {"drift": a.drift, "targets": targets})
+            ctx.console.print(f"  (dry run) would run `pulumi refresh {flags}`, then `pulumi up {flags} "
+                              "--target-dependents`", soft_wrap=True)
+            return Step("mitigation", "skipped", f"dry run: drift found ({what}); targeted refresh + update not "
+                        "run", {"drift": a.drift, "targets": targets})
         with ctx.locked():
-            # Adopt the live (disabled) state of the drifted resources only: a whole-stack refresh would read
-            # every resource of the failed region, slow and failing, in the middle of the outage.
+            # Adopt the live (disabled) state of the drifted resources only, then re-assert them.
             ctx.runner.refresh(targets=targets)
             result = ctx.runner.up(None, targets=targets)
     except (RunnerError, StackLockedError) as err:
