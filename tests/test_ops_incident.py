@@ -23,8 +23,10 @@ from ops.runner import AutomationRunner, OfflineRunner, RunResult
 from stamps.environment import Environment
 from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, RecordingTransport, serving
+from tests.test_fleet_deploy import Fleet
 from tests.test_notify import Receiver, receiver  # noqa: F401  (the shared local HTTP receiver fixture)
 from tests.test_runner import FakePulumi
+from tests.test_unit_playbooks import units  # noqa: F401  (a project copy whose fleet is deployed as unit stacks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -401,3 +403,40 @@ def test_mitigation_refuses_when_no_resource_of_the_stack_matches_the_drift(
     assert step.status == "fail"
     assert "no resource of stack prod matches it" in step.detail and "whole-stack refresh" in step.detail
     assert fake.calls == [] and recording.calls == [], "nothing refreshed or updated, the whole stack least of all"
+
+
+class UnitFleet(Fleet):
+    """The stand-in CLI per unit stack (tests/test_fleet_deploy.py), each answering `stack output` with what
+    the offline plan of its stack exports: the fleet as deployed."""
+
+    def __init__(self, outputs: dict[str, dict[str, Any]]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def factory(self, project_dir: Path, stack: str, dry_run: bool, kind: str) -> AutomationRunner:
+        runner = super().factory(project_dir, stack, dry_run, kind)
+        fake, exported = self.fakes[stack], self.outputs.get(stack, {})
+        stdout = FakePulumi._stdout.__get__(fake)
+        fake._stdout = lambda op, args: json.dumps(exported, default=str) if op == "stack output" else stdout(op, args)
+        return runner
+
+
+def test_mitigation_of_a_fleet_deployed_as_units_targets_only_the_routing_stack(
+    units: Path, edge: Edge, arm: FakeArm, receiver: Receiver,  # noqa: F811
+) -> None:
+    from stamps.stacks.fleet import plan_fleet
+
+    plans = plan_fleet(units, "prod", units / "Pulumi.prod.yaml")
+    fleet = UnitFleet({p.stack: p.outputs for p in plans})
+    edge.traffic_manager(status="Disabled", monitor="Disabled")
+
+    rc = main(["incident", "respond", "--project-dir", str(units), "--no-policy"], runner_factory=fleet.factory,
+              now=lambda: NOW, notifier_factory=lambda: _notifier(receiver), arm_factory=lambda: _arm_reader(arm))
+
+    assert rc == 0
+    touched = {s: [c[0] for c in f.calls if c[0] in ("refresh", "up", "preview")] for s, f in fleet.fakes.items()}
+    [routing] = [p for p in plans if any(r["name"] == "routing-tm-eastus" for r in p.resources)]
+    assert {s: ops for s, ops in touched.items() if ops} == {routing.stack: ["refresh", "up"]}
+    [tm] = [r["urn"] for r in routing.resources if r["name"] == "routing-tm-eastus"]
+    calls = fleet.fakes[routing.stack].calls
+    assert [_flag(c, "--target") for c in calls if c[0] in ("refresh", "up")] == [[tm], [tm]]
