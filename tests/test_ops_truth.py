@@ -289,6 +289,10 @@ DRY_RUNS = [
     ("release", "1.5.0", "--cells", "retail", "--rollback"),
     ("scale", "--simulate", "retail:cpu=95,sql=88"),
     ("incident", "classify", "--scope", "cells", "--cells", "2"),
+    ("failover-storage", "--region", "eastus"),
+    ("split-state",),
+    ("migrate-unfreeze", "fintech-scale"),
+    ("rollout",),
     ("migrate", "fintech-scale", "--to", "dedicated", "--source-url", "sqlite:////nonexistent/shared.db",
      "--target-url", "sqlite:////nonexistent/dedicated.db"),
 ]
