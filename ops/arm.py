@@ -33,7 +33,7 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.mgmt.core import ARMPipelineClient
 from azure.mgmt.core.policies import ARMChallengeAuthenticationPolicy, ARMHttpLoggingPolicy
 
-from ops.azure_monitor import AzureClient, AzureReadError, RetrySettings
+from ops.azure_monitor import AzureClient, AzureReadError, RetrySettings, token_failure
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -202,7 +202,7 @@ class ArmReader(AzureClient):
         try:
             response: HttpResponse = self._client.send_request(request, retry_on_methods=_READ_METHODS)
         except ClientAuthenticationError as err:
-            raise ArmReadError(f"{what} failed: could not obtain an ARM access token ({_first_line(err.message)})",
+            raise ArmReadError(f"could not obtain an ARM access token: {token_failure(err)}",
                                resource_id=resource_id) from err
         except (ServiceRequestError, ServiceResponseError) as err:
             raise ArmReadError(f"{what} failed: ARM endpoint unreachable after retries "

@@ -21,7 +21,7 @@ from typing import Any
 
 from ops.playbooks import PLAYBOOKS
 from ops.playbooks.base import Context, default_actor
-from ops.runner import AutomationRunner, OfflineRunner, Runner
+from ops.runner import AutomationRunner, OfflineRunner, PulumiCommandLike, Runner
 from stamps.config.stackfile import bare_stack, read_stack_doc, stack_file, stacks_in
 from stamps.errors import (
     EXIT_FAILED,
@@ -70,12 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
 RunnerFactory = Callable[[Path, str, bool, str], Runner]
 
 
-def default_runner(project_dir: Path, stack: str, dry_run: bool, kind: str) -> Runner:
+def default_runner(project_dir: Path, stack: str, dry_run: bool, kind: str, *,
+                   pulumi_command: PulumiCommandLike | None = None) -> Runner:
+    """The runner every playbook gets: the project's policy pack goes to every update the Automation API runs
+    (`--policy-pack`). `pulumi_command` replaces the CLI found on PATH (tests bind a stand-in with partial)."""
     if dry_run or kind == "offline":
         return OfflineRunner(project_dir, stack)
     pack = project_dir / "policy"
     return AutomationRunner(project_dir, stack, policy_pack=pack if (pack / "PulumiPolicy.yaml").is_file() else None,
-                            create_missing=split_stack(bare_stack(stack))[1] is not None)
+                            create_missing=split_stack(bare_stack(stack))[1] is not None,
+                            pulumi_command=pulumi_command)
 
 
 def check_numbers(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from azure.core import PipelineClient
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ClientAuthenticationError
 from azure.core.pipeline import PipelineRequest, policies
 from azure.core.rest import HttpRequest
 
@@ -101,6 +101,13 @@ class CosmosTenantDirectory:
     def _send(self, request: HttpRequest, what: str, ok: tuple[int, ...]) -> Any:
         try:
             response = self._client.send_request(request)
+        except ClientAuthenticationError as err:
+            if err.response is None:  # no token: say why in one line (the credential chain goes to the log)
+                from ops.azure_monitor import token_failure
+
+                raise DirectoryError(f"cannot {what} at {self.endpoint}: could not obtain an access token: "
+                                     f"{token_failure(err)}") from None
+            raise DirectoryError(f"cannot {what} at {self.endpoint}: {type(err).__name__}") from None
         except AzureError as err:
             raise DirectoryError(f"cannot {what} at {self.endpoint}: {type(err).__name__}") from None
         if response.status_code not in ok:

@@ -87,6 +87,9 @@ class RunLog:
             console.setFormatter(_Redacting(self.redactors))
         else:
             console.setLevel(logging.WARNING)
+            # azure-identity warns with its whole credential chain; the error that chain causes is summarised on
+            # the console by the code that reads Azure (ops.azure_monitor.token_failure): the chain is for the file.
+            console.addFilter(lambda r: not r.name.startswith("azure.identity"))
         self._handlers.append(console)
         if log_dir is not None:
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -30,9 +30,21 @@ def width_for(stream: IO[str]) -> int | None:
     return columns if 40 <= columns <= 1000 else READABLE_WIDTH
 
 
+class PipeConsole(Console):
+    """A rich console that hands a closed pipe to the CLI's handler as BrokenPipeError.
+
+    rich's own `on_broken_pipe` raises SystemExit(1), which the CLIs' handlers never see: `stamps alerts
+    --catalog | head` exited 1 while `stamps schema | head` exited 0.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to write: later prints (a summary line) must not raise again
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 def make_console(*, stderr: bool = False, record: bool = False, **kwargs: Any) -> Console:
     stream = sys.stderr if stderr else sys.stdout
-    return Console(width=width_for(stream), stderr=stderr, record=record, soft_wrap=False, **kwargs)
+    return PipeConsole(width=width_for(stream), stderr=stderr, record=record, soft_wrap=False, **kwargs)
 
 
 def quiet_broken_pipe() -> int:

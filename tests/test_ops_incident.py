@@ -6,28 +6,36 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import stamps.offline
 from ops.arm import ArmReader
 from ops.azure_monitor import RetrySettings
-from ops.cli import main
+from ops.cli import default_runner, main
 from ops.notify import Notifier, PagerDutyEvents, Secret, SlackWebhook, StatuspageIncident
 from ops.playbooks.base import Context
-from ops.playbooks.incident import assess
-from ops.runner import OfflineRunner, RunResult
+from ops.playbooks.incident import Assessment, assess, step_mitigation
+from ops.runner import AutomationRunner, OfflineRunner, RunResult
 from stamps.environment import Environment
 from tests.conftest import cached_plan
 from tests.fake_arm import FakeArm, RecordingTransport, serving
+from tests.test_fleet_deploy import Fleet
 from tests.test_notify import Receiver, receiver  # noqa: F401  (the shared local HTTP receiver fixture)
+from tests.test_runner import FakePulumi
+from tests.test_unit_playbooks import units  # noqa: F401  (a project copy whose fleet is deployed as unit stacks)
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 INCIDENT = "inc-20300101T120000Z"
 FAST = RetrySettings(total=2, backoff_factor=0.1, backoff_max=1.0, max_retry_after=5.0, timeout=30.0)
 SLACK_PATH = "/services/T0STAMPS/B0OPS/incidentSlackSecret0123"
+ROUTING = "urn:pulumi:prod::stamps::stamps:global:TrafficRouting$azure-native:"
+TM_URN = ROUTING + "trafficmanager:Profile::routing-tm-eastus"
+AFD_URN = ROUTING + "cdn:AFDEndpoint::routing-afd-endpoint"
 ROUTING_KEY = "pdIncidentRoutingKey-0123456789-SECRET"
 STATUSPAGE_KEY = "statuspageIncidentKey-987654321-SECRET"
 
@@ -45,6 +53,7 @@ class RecordingRunner(OfflineRunner):
 
     def up(self, changes: Any = None, targets: Any = None) -> RunResult:
         self.calls.append("up")
+        self.up_targets = targets
         return super().up(changes, targets)
 
 
@@ -107,22 +116,26 @@ def edge(arm: FakeArm, env: Environment, outputs: dict[str, Any]) -> Edge:
 Cli = Callable[..., int]
 
 
+def _notifier(receiver: Receiver, pagerduty: bool = True) -> Notifier:  # noqa: F811
+    channels: list[Any] = [
+        SlackWebhook(Secret(receiver.base_url + SLACK_PATH), channel="#operations"),
+        StatuspageIncident(Secret(STATUSPAGE_KEY), "pg42stamps", api_base=receiver.base_url),
+    ]
+    if pagerduty:
+        channels.append(PagerDutyEvents(Secret(ROUTING_KEY), events_url=receiver.base_url + "/v2/enqueue"))
+    return Notifier(channels)  # never dry_run itself: the playbook must force previews in a dry run
+
+
+def _arm_reader(arm: FakeArm) -> ArmReader:
+    return ArmReader(arm_endpoint=arm.base_url, retry=FAST, transport=RecordingTransport(connection_verify=arm.ca_file))
+
+
 @pytest.fixture
 def cli(project: Path, runner: RecordingRunner, arm: FakeArm, receiver: Receiver) -> Cli:  # noqa: F811
-    def notifier(pagerduty: bool = True) -> Notifier:
-        channels: list[Any] = [
-            SlackWebhook(Secret(receiver.base_url + SLACK_PATH), channel="#operations"),
-            StatuspageIncident(Secret(STATUSPAGE_KEY), "pg42stamps", api_base=receiver.base_url),
-        ]
-        if pagerduty:
-            channels.append(PagerDutyEvents(Secret(ROUTING_KEY), events_url=receiver.base_url + "/v2/enqueue"))
-        return Notifier(channels)  # never dry_run itself: the playbook must force previews in a dry run
-
     def run(*argv: str, pagerduty: bool = True) -> int:
         return main(["incident", *argv, "--project-dir", str(project), "--runner", "offline"],
-                    runner_factory=lambda *_: runner, now=lambda: NOW, notifier_factory=lambda: notifier(pagerduty),
-                    arm_factory=lambda: ArmReader(arm_endpoint=arm.base_url, retry=FAST,
-                                                  transport=RecordingTransport(connection_verify=arm.ca_file)))
+                    runner_factory=lambda *_: runner, now=lambda: NOW,
+                    notifier_factory=lambda: _notifier(receiver, pagerduty), arm_factory=lambda: _arm_reader(arm))
 
     return run
 
@@ -183,6 +196,7 @@ def test_disabled_traffic_manager_is_p0_reasserted_by_a_stack_update_announced_a
     assert cli("respond", "--summary", "api.contoso.com unreachable") == 0
 
     assert runner.calls == ["refresh", "up"]  # adopt the drift, then re-apply the desired state
+    assert runner.refresh_targets == runner.up_targets == [TM_URN], "the offline runner is targeted too"
     (page,) = receiver.on("/v1/pages/")
     assert page.header("Authorization") == f"OAuth {STATUSPAGE_KEY}"
     assert page.json() == {"incident": {"name": "Service Disruption", "status": "investigating",
@@ -254,7 +268,7 @@ def test_dry_run_shows_payloads_and_sends_changes_records_nothing(
     assert runner.calls == []
     assert not (project / ".stamps" / "incidents").exists()
     out = capsys.readouterr().out
-    assert "would run `pulumi refresh`, then `pulumi up`" in out
+    assert f"would run `pulumi refresh --target {AFD_URN}`, then `pulumi up --target {AFD_URN}" in out
     assert '"impact_override": "critical"' in out and '"event_action": "trigger"' in out
     assert '"routing_key": "**********"' in out and ROUTING_KEY not in out
 
@@ -325,3 +339,104 @@ def test_an_endpoint_the_config_disables_is_not_drift(env: Environment, outputs:
     assert normal.drift == [{"resource": "traffic-manager", "profile": "eastus", "kind": "endpoint-eastus",
                              "actual": "Disabled", "desired": "Enabled"}]
     assert normal.level()[0] == "P1"
+
+
+# --------------------------------------------------------------------------- mitigation through the real runner
+
+
+class DeployedStack(FakePulumi):
+    """The stand-in `pulumi` CLI of a deployed prod stack: its outputs are the plan's ids, which the fake ARM
+    serves."""
+
+    def _stdout(self, op: str, args: list[str]) -> str:
+        if op == "stack output":
+            return json.dumps(cached_plan(ROOT, "prod").outputs, default=str)
+        return super()._stdout(op, args)
+
+
+def _flag(argv: list[str], flag: str) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == flag]
+
+
+def test_mitigation_on_the_default_runner_refreshes_and_updates_only_the_drifted_urns_with_the_policy_pack(
+    edge: Edge, arm: FakeArm, receiver: Receiver, project: Path, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    monkeypatch.setattr(stamps.offline, "plan_stack",
+                        lambda project_dir, stack, config_file=None, **_: cached_plan(project_dir, stack, config_file))
+    (project / "policy").mkdir()
+    (project / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\nversion: 0.0.1\n")
+    edge.traffic_manager(status="Disabled", monitor="Disabled")
+    edge.front_door(enabled="Disabled")
+    fake = DeployedStack()
+
+    rc = main(["incident", "respond", "--project-dir", str(project), "--no-policy"],
+              runner_factory=partial(default_runner, pulumi_command=fake), now=lambda: NOW,
+              notifier_factory=lambda: _notifier(receiver), arm_factory=lambda: _arm_reader(arm))
+
+    assert rc == 0
+    ops = [c for c in fake.calls if c[0] in ("refresh", "up", "preview", "destroy")]
+    assert [c[0] for c in ops] == ["refresh", "up"]
+    refresh, up = ops
+    assert sorted(_flag(refresh, "--target")) == sorted(_flag(up, "--target")) == sorted([TM_URN, AFD_URN])
+    assert "--target-dependents" in up
+    assert _flag(up, "--policy-pack") == [str(project / "policy")], "the CLI runs the pack on the update"
+    assert sorted(log(project)["runs"][0]["steps"][1]["data"]["targets"]) == sorted([TM_URN, AFD_URN])
+
+
+@pytest.mark.parametrize("kind", ["automation", "offline"])
+def test_mitigation_refuses_when_no_resource_of_the_stack_matches_the_drift(
+    project: Path, kind: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stamps.offline, "plan_stack",
+                        lambda project_dir, stack, config_file=None, **_: cached_plan(project_dir, stack, config_file))
+    fake = DeployedStack()
+    recording = RecordingRunner(project)
+    runner: Any = AutomationRunner(project, "prod", pulumi_command=fake, show_progress=False) \
+        if kind == "automation" else recording
+    ctx = Context(project_dir=project, stack="prod", dry_run=False, runner=runner)
+    # A profile the stack does not declare (renamed in the program, or a region removed since).
+    drift = Assessment(drift=[{"resource": "traffic-manager", "profile": "centralus", "kind": "profile",
+                               "actual": "Disabled", "desired": "Enabled"}])
+
+    step = step_mitigation(ctx, drift)
+
+    assert step.status == "fail"
+    assert "no resource of stack prod matches it" in step.detail and "whole-stack refresh" in step.detail
+    assert fake.calls == [] and recording.calls == [], "nothing refreshed or updated, the whole stack least of all"
+
+
+class UnitFleet(Fleet):
+    """The stand-in CLI per unit stack (tests/test_fleet_deploy.py), each answering `stack output` with what
+    the offline plan of its stack exports: the fleet as deployed."""
+
+    def __init__(self, outputs: dict[str, dict[str, Any]]) -> None:
+        super().__init__()
+        self.outputs = outputs
+
+    def factory(self, project_dir: Path, stack: str, dry_run: bool, kind: str) -> AutomationRunner:
+        runner = super().factory(project_dir, stack, dry_run, kind)
+        fake, exported = self.fakes[stack], self.outputs.get(stack, {})
+        stdout = FakePulumi._stdout.__get__(fake)
+        fake._stdout = lambda op, args: json.dumps(exported, default=str) if op == "stack output" else stdout(op, args)
+        return runner
+
+
+def test_mitigation_of_a_fleet_deployed_as_units_targets_only_the_routing_stack(
+    units: Path, edge: Edge, arm: FakeArm, receiver: Receiver,  # noqa: F811
+) -> None:
+    from stamps.stacks.fleet import plan_fleet
+
+    plans = plan_fleet(units, "prod", units / "Pulumi.prod.yaml")
+    fleet = UnitFleet({p.stack: p.outputs for p in plans})
+    edge.traffic_manager(status="Disabled", monitor="Disabled")
+
+    rc = main(["incident", "respond", "--project-dir", str(units), "--no-policy"], runner_factory=fleet.factory,
+              now=lambda: NOW, notifier_factory=lambda: _notifier(receiver), arm_factory=lambda: _arm_reader(arm))
+
+    assert rc == 0
+    touched = {s: [c[0] for c in f.calls if c[0] in ("refresh", "up", "preview")] for s, f in fleet.fakes.items()}
+    [routing] = [p for p in plans if any(r["name"] == "routing-tm-eastus" for r in p.resources)]
+    assert {s: ops for s, ops in touched.items() if ops} == {routing.stack: ["refresh", "up"]}
+    [tm] = [r["urn"] for r in routing.resources if r["name"] == "routing-tm-eastus"]
+    calls = fleet.fakes[routing.stack].calls
+    assert [_flag(c, "--target") for c in calls if c[0] in ("refresh", "up")] == [[tm], [tm]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -206,6 +207,72 @@ def test_already_done_is_judged_against_the_deployed_stack_and_says_so(
     assert "nothing to change, the stack file (offline runner" in capsys.readouterr().out
 
 
+class Directory:
+    """The tenant directory (Cosmos DB) as a dict; `fail` makes every write fail as an unreachable account does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.fail = fail
+
+    def get(self, tenant_id: str) -> dict[str, Any] | None:
+        return self.records.get(tenant_id)
+
+    def upsert(self, record: dict[str, Any]) -> None:
+        from ops.tenant_directory import DirectoryError
+
+        if self.fail:
+            raise DirectoryError("tenant directory: HTTP 503 from the Cosmos DB account")
+        self.records[record["tenantId"]] = record
+
+
+ONBOARD = ("onboard", "acme", "--tier", "basic", "--email", "it@acme.example")
+
+
+def test_onboard_after_a_failed_up_leaves_the_file_and_the_rerun_onboards(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    directory = Directory()
+    broken = FakePulumi(failures={"up": (255, PROVIDER)})
+    assert automation(project, broken, *ONBOARD, directory_factory=lambda: directory) == 1
+    assert "failed:" in capsys.readouterr().err
+    assert (project / "Pulumi.prod.yaml").read_bytes() == before, "the file must not claim acme is onboarded"
+    assert directory.records == {} and not (project / ".stamps" / "audit").exists()
+    # The re-run does not judge the work done: it deploys, then records the tenant.
+    healthy = FakePulumi(history=broken.history)
+    assert automation(project, healthy, *ONBOARD, directory_factory=lambda: directory) == 0
+    assert len(ups(healthy)) == 1
+    assert "id: acme" in (project / "Pulumi.prod.yaml").read_text()
+    assert directory.records["acme"]["cellName"] == "retail"
+
+
+def test_onboard_whose_directory_write_failed_after_the_update_records_it_on_the_rerun(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakePulumi()
+    assert automation(project, fake, *ONBOARD, directory_factory=lambda: Directory(fail=True)) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 503" in err and "this run deployed" in err
+    assert len(ups(fake)) == 1 and "id: acme" in (project / "Pulumi.prod.yaml").read_text()
+    # Deployed and in the file, but not in the directory: the re-run writes the record, with no second update.
+    directory = Directory()
+    assert automation(project, fake, *ONBOARD, directory_factory=lambda: directory) == 0
+    assert "no record of 'acme'" in capsys.readouterr().out
+    assert directory.records["acme"]["cellName"] == "retail" and len(ups(fake)) == 1
+    events = [json.loads(x)["event"] for x in (project / ".stamps" / "audit" / "prod.jsonl").read_text().splitlines()]
+    assert events == ["onboarded"]
+
+
+def test_onboard_on_a_stack_without_a_tenant_directory_output_names_it_and_changes_nothing(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Once `KeyError: 'endpoint'`, after the update: the stand-in stack's outputs have no tenantDirectory."""
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    fake = FakePulumi()
+    assert automation(project, fake, *ONBOARD) == 1
+    err = capsys.readouterr().err
+    assert "has no tenantDirectory output" in err and "deploy the stack first" in err
+    assert "KeyError" not in err and "Traceback" not in err
+    assert ups(fake) == [] and (project / "Pulumi.prod.yaml").read_bytes() == before
+
+
 # --- 3. a dry run writes nothing ---------------------------------------------------------------------------
 
 
@@ -222,13 +289,21 @@ DRY_RUNS = [
     ("release", "1.5.0", "--cells", "retail", "--rollback"),
     ("scale", "--simulate", "retail:cpu=95,sql=88"),
     ("incident", "classify", "--scope", "cells", "--cells", "2"),
+    ("failover-storage", "--region", "eastus"),
+    ("split-state",),
+    ("migrate-unfreeze", "fintech-scale"),
+    ("rollout",),
     ("migrate", "fintech-scale", "--to", "dedicated", "--source-url", "sqlite:////nonexistent/shared.db",
      "--target-url", "sqlite:////nonexistent/dedicated.db"),
 ]
 
 
+NONE = re.compile(r"\bNone\b")  # Python's None in a verdict: a value that was never filled in
+
+
 @pytest.mark.parametrize("argv", DRY_RUNS, ids=[" ".join(a[:2]) for a in DRY_RUNS])
-def test_every_playbooks_dry_run_writes_nothing(project: Path, argv: tuple[str, ...]) -> None:
+def test_every_playbooks_dry_run_writes_nothing_and_prints_no_python_none(
+        project: Path, argv: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
     (project / ".stamps" / "audit").mkdir(parents=True)
     (project / ".stamps" / "audit" / "prod.jsonl").write_text('{"event": "earlier"}\n')
     (project / ".stamps" / "directory-prod.json").write_text("{}")
@@ -239,6 +314,8 @@ def test_every_playbooks_dry_run_writes_nothing(project: Path, argv: tuple[str, 
     assert rc == 0
     assert tree(project) == before
     assert not (project / ".stamps" / "logs").exists() and not (project / ".stamps" / "locks").exists()
+    out, err = capsys.readouterr()
+    assert out.strip() and not NONE.search(out + err), NONE.findall(out + err)
 
 
 # --- 4. notifications never undo the record --------------------------------------------------------------
@@ -459,3 +536,103 @@ def test_files_with_operator_data_are_private_from_their_first_byte(project: Pat
     assert {"audit/prod.jsonl", "locks/prod.lock", "directory-prod.json"} <= set(modes), modes
     assert any(k.startswith("logs/") for k in modes), modes
     assert {k: m for k, m in modes.items() if m != 0o600} == {}
+
+
+# --- 7. the policy pack runs on every playbook update ---------------------------------------------------------
+
+
+UPDATES = [
+    ("onboard", "acme", "--tier", "basic", "--email", "it@acme.example"),
+    ("isolate", "retail", "--reason", "drill"),
+    ("reinstate", "retail"),
+    ("release", "1.5.0", "--cells", "retail", "--wait", "0"),
+    FAILOVER,
+    ("failback", "--region", "eastus", "--force"),
+]
+
+
+def test_the_default_runner_passes_the_policy_pack_on_every_playbook_update(
+        project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`stamps-ops` as shipped (its default runner, the stand-in CLI in place of `pulumi`): every `pulumi up`
+    a playbook runs carries the project's pack, so the CLI enforces it whatever the offline check saw."""
+    from functools import partial
+
+    from ops.cli import default_runner
+
+    (project / "policy").mkdir()
+    (project / "policy" / "PulumiPolicy.yaml").write_text("runtime: python\nversion: 0.0.1\n")
+    (project / "policy" / "__main__.py").write_text(PACK.replace("minReplicas\") == 0", "minReplicas\") == -1"))
+    fake = FakePulumi()
+    seams: dict[str, Any] = {"metrics_factory": lambda: Health(eastus=False), "now": _now, "sleep": lambda s: None,
+                             "http_get": lambda url: 200, "notifier_factory": lambda: Notifier([]),
+                             "directory_factory": Directory}
+    for i, argv in enumerate(UPDATES):
+        before = len(ups(fake))
+        # The offline pre-check runs once (it is slow); --no-policy skips only that check, never the CLI's.
+        extra = () if i == 0 else ("--no-policy",)
+        rc = main([*argv, *extra, "--project-dir", str(project)],
+                  runner_factory=partial(default_runner, pulumi_command=fake), **seams)
+        assert rc == 0, argv
+        assert len(ups(fake)) > before, f"{argv[0]} deployed nothing"
+        out = capsys.readouterr().out
+        assert not NONE.search(out), f"{argv[0]}: {NONE.findall(out)}"
+    for up in ups(fake):
+        packs = [up[i + 1] for i, a in enumerate(up) if a == "--policy-pack"]
+        assert packs == [str(project / "policy")], up
+
+
+# --- 10. output like the tools beside it --------------------------------------------------------------------
+
+
+def test_a_failing_credential_chain_is_one_console_line_and_whole_in_the_log(
+        project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real DefaultAzureCredential with nothing to find: no env credentials, no managed identity endpoint,
+    no `az`/`azd`/`pwsh` on PATH (each fails at once: the chain takes a fraction of a second)."""
+    import time
+
+    for name in [n for n in os.environ if n.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("STAMPS_ARM_ENDPOINT", raising=False)
+    (tmp_path / "bin").mkdir()
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no token cache, no az profile
+    # IMDS at a closed local port: refused at once, whatever network this machine has.
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
+    chain = ("EnvironmentCredential:", "ManagedIdentityCredential:", "AzureCliCredential:")
+
+    def failover(*extra: str) -> int:
+        # Health is read through the real MetricsReader (no metrics seam); the playbook goes on with "unknown".
+        return main([*FAILOVER, "--runner", "offline", *extra, "--project-dir", str(project)],
+                    runner_factory=lambda d, s, dry, kind: OfflineRunner(d, s, plan_stack=cached_plan),
+                    notifier_factory=lambda: Notifier([]), sleep=lambda s: None)
+
+    before = (project / "Pulumi.prod.yaml").read_bytes()
+    started = time.monotonic()
+    assert failover() == 0
+    assert time.monotonic() - started < 120
+    out, err = capsys.readouterr()
+    said = [line for line in (out + err).splitlines() if "credential" in line.lower()]
+    assert len(said) == 1, said
+    assert "no Azure credential worked (DefaultAzureCredential tried" in said[0] and "az login" in said[0]
+    assert not any(c in out + err for c in chain), "the chain itself stays off the console"
+    [log] = (project / ".stamps" / "logs").glob("*failover*.log")
+    assert all(c in log.read_text() for c in chain), "the run's log has every credential's error"
+    # -v: the chain on the console too (the same failover again, from the file as it was).
+    (project / "Pulumi.prod.yaml").write_bytes(before)
+    assert failover("-v") == 0
+    out, err = capsys.readouterr()
+    assert all(c in err for c in chain), out + err
+
+
+@pytest.mark.parametrize(("flag", "passed"), [
+    ("-v", ["--debug"]),
+    ("-vv", ["--debug", "--logflow", "--verbose", "9", "--logtostderr"]),
+])
+def test_verbose_passes_the_automation_apis_debug_flags_to_the_update(
+        project: Path, flag: str, passed: list[str]) -> None:
+    fake = FakePulumi()
+    assert automation(project, fake, "isolate", "retail", "--reason", "x", flag) == 0
+    [up] = ups(fake)
+    assert all(a in up for a in passed), up
+    if flag == "-v":
+        assert "--logflow" not in up and "--logtostderr" not in up

@@ -57,3 +57,28 @@ def test_local_directory_is_atomic_json(tmp_path: Path) -> None:
     directory.upsert(tenant_record("a", "a", "dedicated", "eastus", NOW))
     assert directory.get("a")["cellName"] == "a"  # type: ignore[index]
     assert list(tmp_path.iterdir()) == [tmp_path / "dir.json"]
+
+
+class _NoCredential:
+    """A credential chain with nothing to find, as DefaultAzureCredential reports it."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> object:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        raise ClientAuthenticationError(
+            "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+            "Attempted credentials:\n\tEnvironmentCredential: EnvironmentCredential authentication unavailable.\n"
+            "\tManagedIdentityCredential: ManagedIdentityCredential authentication unavailable.\n"
+            "\tAzureCliCredential: Azure CLI not found on path\n")
+
+
+def test_a_directory_without_a_credential_says_so_in_one_line(
+        fake_arm: FakeArm, caplog: pytest.LogCaptureFixture) -> None:
+    directory = CosmosTenantDirectory(fake_arm.base_url, connection_verify=fake_arm.ca_file,
+                                      credential=_NoCredential())  # type: ignore[arg-type]
+    with caplog.at_level("INFO"), pytest.raises(DirectoryError) as info:
+        directory.upsert(tenant_record("acme", "acme", "dedicated", "eastus", NOW))
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "no Azure credential worked (DefaultAzureCredential tried 3)" in message
+    assert "EnvironmentCredential" not in message
+    assert "AzureCliCredential: Azure CLI not found" in caplog.text, "the whole chain goes to the run's log"

@@ -189,7 +189,16 @@ class Context:
             if isinstance(self.runner, OfflineRunner):
                 self.directory_factory = lambda: LocalTenantDirectory(self.state_dir / f"directory-{self.stack}.json")
             else:
-                info = self.outputs().get("tenantDirectory") or {}
+                info = self.outputs().get("tenantDirectory")
+                info = info if isinstance(info, dict) else {}
+                missing = [k for k in ("endpoint", "database", "container") if not info.get(k)]
+                if missing:
+                    # Never a local stand-in here: records written beside a deployed stack would be lost to it.
+                    what = "output" if len(missing) == 3 else f"output's {', '.join(missing)}"
+                    raise Failed(f"the deployed stack {self.qualified_stack or self.stack} has no tenantDirectory "
+                                 f"{what}, so the tenant directory (Cosmos DB) cannot be found: deploy the stack "
+                                 "first (`pulumi up`), or run with `--runner offline` to edit and plan the stack "
+                                 "file only")
                 self.directory_factory = lambda: CosmosTenantDirectory(
                     str(info["endpoint"]), database=str(info["database"]), container=str(info["container"]))
         directory = self.directory_factory()

@@ -21,6 +21,8 @@ import argparse
 import time
 from typing import Any
 
+from rich.markup import escape
+
 from ops.playbooks.base import (
     EXIT_OK,
     Context,
@@ -32,6 +34,7 @@ from ops.playbooks.base import (
     stack_subscription,
 )
 from stamps.environment import Environment
+from stamps.errors import clip
 
 
 def _endpoint_health(ctx: Context, env: Environment, primary: str, region: str) -> tuple[bool | None, str]:
@@ -48,7 +51,8 @@ def _endpoint_health(ctx: Context, env: Environment, primary: str, region: str) 
         return reader.endpoint_health(str(profile_id), f"endpoint-{region}"), ""
     except Exception as err:  # AzureReadError, missing credential: say why, let the caller decide
         first = (str(err).splitlines() or [""])[0]
-        return None, f"cannot read Azure Monitor ({type(err).__name__}: {first[:160]})"
+        # Messages lead with the cause (a credential, a status code); the resource id after it may be cut.
+        return None, f"cannot read Azure Monitor ({type(err).__name__}: {clip(first, 400)})"
 
 
 def _primary(env: Environment, region: str | None, arg: str = "--region") -> str:
@@ -114,7 +118,8 @@ def failover(ctx: Context, args: argparse.Namespace) -> int:
                       "to fail over anyway")
     healthy, why = _endpoint_health(ctx, env, primary, primary)
     ctx.console.print(f"{primary} endpoint health: "
-                      f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {why}")
+                      f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {escape(why)}",
+                      soft_wrap=True)
     if healthy and not ctx.force:
         raise Refused(f"{primary} is healthy; a failover would move its traffic off a working region. Re-run with "
                       "--force to fail over anyway")
@@ -207,7 +212,8 @@ def failback(ctx: Context, args: argparse.Namespace) -> int:
         return EXIT_OK
     healthy, why = _endpoint_health(ctx, env, primary, primary)
     ctx.console.print(f"{primary} endpoint health: "
-                      f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {why}")
+                      f"{'healthy' if healthy else 'unhealthy' if healthy is False else 'unknown'} {escape(why)}",
+                      soft_wrap=True)
     if not healthy and not ctx.force and not ctx.dry_run:
         raise Refused(f"{primary} is not confirmed healthy ({why or 'probe says down'}); failing back would send "
                       "traffic to a broken region. Re-run with --force to fail back anyway")

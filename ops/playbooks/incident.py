@@ -32,6 +32,7 @@ import argparse
 import json
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -44,8 +45,8 @@ from ops.azure_monitor import AzureReadError
 from ops.notify import Incident, NotificationReport, Notifier, Severity
 from ops.playbooks.base import EXIT_FAILED, EXIT_OK, Context, PlaybookError, show_result
 from ops.reports import STATUS_STYLE, iso, read_json, worst
-from ops.runner import OfflineRunner, RunnerError
-from ops.stackconfig import StackLockedError
+from ops.runner import OfflineRunner, Runner, RunnerError, RunResult
+from ops.stackconfig import StackLockedError, stack_lock
 from stamps.atomicfile import PRIVATE, write_json_atomic
 from stamps.environment import Environment
 
@@ -313,18 +314,38 @@ def step_assessment(ctx: Context, a: Assessment) -> Step:
                                                "problems": [t for _, t in a.problems], "errors": a.errors})
 
 
-def _targets(ctx: Context, a: Assessment) -> list[str] | None:
-    """URNs of the drifted resources, so the update re-asserts only them (`pulumi up --target`)."""
-    if isinstance(ctx.runner, OfflineRunner):
-        return None
-    from stamps.offline import plan_stack
+def _targets(ctx: Context, a: Assessment) -> dict[str, list[str]]:
+    """URNs of the drifted resources by the stack that holds them, whatever the runner: refresh and update
+    touch only them (`--target`). One stack, or the routing unit stack of a fleet deployed as units.
 
+    They come from the offline plan of the stack file, so finding them reads nothing from Azure (a region in
+    the middle of an outage included).
+    """
     profiles = {f"routing-tm-{d['profile']}" for d in a.drift if d["resource"] == "traffic-manager"}
     front_door = any(d["resource"] == "front-door" for d in a.drift)
-    urns = [r["urn"] for r in plan_stack(ctx.project_dir, ctx.stack).resources
-            if (r["type"] == "azure-native:trafficmanager:Profile" and r["name"] in profiles)
-            or (front_door and r["type"] == "azure-native:cdn:AFDEndpoint")]
-    return urns or None
+    if ctx.units:
+        from stamps.stacks.fleet import plan_fleet
+        from stamps.stacks.units import split_stack
+
+        plans = plan_fleet(ctx.project_dir, split_stack(ctx.stack)[0], ctx.config_file().path)
+    else:
+        offline = ctx.runner if isinstance(ctx.runner, OfflineRunner) else OfflineRunner(ctx.project_dir, ctx.stack)
+        plans = [offline.plan()]
+    found: dict[str, list[str]] = {}
+    for plan in plans:
+        urns = [r["urn"] for r in plan.resources
+                if (r["type"] == "azure-native:trafficmanager:Profile" and r["name"] in profiles)
+                or (front_door and r["type"] == "azure-native:cdn:AFDEndpoint")]
+        if urns:
+            found[plan.stack if ctx.units else ctx.stack] = urns
+    return found
+
+
+def _runner_for(ctx: Context, stack: str) -> tuple[Runner, AbstractContextManager[Any]]:
+    """The runner of `stack` and the lock to hold around its update (a unit stack has its own lock)."""
+    if not ctx.units or ctx.runner_kind == "offline" or ctx.stack_runner is None:
+        return ctx.runner, ctx.locked()
+    return ctx.stack_runner(stack), stack_lock(ctx.project_dir, stack, holder=ctx.playbook)
 
 
 def step_mitigation(ctx: Context, a: Assessment) -> Step:
@@ -335,24 +356,40 @@ def step_mitigation(ctx: Context, a: Assessment) -> Step:
                     "is not something a stack update can fix — investigate the regions and CELLs")
     what = "; ".join(f"{d['resource']} {d.get('profile', '')} {d['kind']} is {d['actual']}, the stack says "
                      f"{d['desired']}".replace("  ", " ") for d in a.drift)
+    results: list[RunResult] = []
     try:
-        targets = _targets(ctx, a)
+        by_stack = _targets(ctx, a)
+        targets = [urn for urns in by_stack.values() for urn in urns]
+        if not targets:
+            # Never fall back to a whole-stack refresh: it would read (and wait on) every resource of the
+            # failed region in the middle of the outage.
+            return Step("mitigation", "fail",
+                        f"drift found ({what}) but no resource of stack {ctx.stack} matches it, so nothing was "
+                        "refreshed or updated (a whole-stack refresh is never run during an outage); check that "
+                        "the stack declares the drifted resource, or re-enable it in the Azure portal",
+                        {"drift": a.drift, "targets": []})
         if ctx.dry_run:
-            flags = f"{' --target ' + ' --target '.join(targets) if targets else ''}"
-            ctx.console.print(f"  (dry run) would run `pulumi refresh{flags}`, then `pulumi up{flags}`", soft_wrap=True)
-            return Step("mitigation", "skipped", f"dry run: drift found ({what}); refresh + update not run",
-                        {"drift": a.drift, "targets": targets})
-        with ctx.locked():
-            # Adopt the live (disabled) state of the drifted resources only: a whole-stack refresh would read
-            # every resource of the failed region, slow and failing, in the middle of the outage.
-            ctx.runner.refresh(targets=targets)
-            result = ctx.runner.up(None, targets=targets)
+            for stack, urns in by_stack.items():
+                flags = " ".join(f"--target {t}" for t in urns)
+                where = f" on stack {stack}" if ctx.units else ""
+                ctx.console.print(f"  (dry run) would run `pulumi refresh {flags}`, then `pulumi up {flags} "
+                                  f"--target-dependents`{where}", soft_wrap=True)
+            return Step("mitigation", "skipped", f"dry run: drift found ({what}); targeted refresh + update not "
+                        "run", {"drift": a.drift, "targets": targets})
+        for stack, urns in by_stack.items():
+            runner, lock = _runner_for(ctx, stack)
+            with lock:
+                # Adopt the live (disabled) state of the drifted resources only, then re-assert them.
+                runner.refresh(targets=urns)
+                results.append(runner.up(None, targets=urns))
     except (RunnerError, StackLockedError) as err:
         return Step("mitigation", "fail", f"drift found ({what}) but the stack update failed: {err}",
                     {"drift": a.drift})
-    show_result(result, ctx.console, dry_run=False)
-    return Step("mitigation", "ok", f"re-asserted the stack's desired state ({what}): {result.summary_line()}",
-                {"drift": a.drift, "targets": targets, "summary": result.change_summary})
+    for result in results:
+        show_result(result, ctx.console, dry_run=False)
+    return Step("mitigation", "ok", f"re-asserted the stack's desired state ({what}): "
+                f"{'; '.join(r.summary_line() for r in results)}",
+                {"drift": a.drift, "targets": targets, "summary": [r.change_summary for r in results]})
 
 
 def _subset(base: Any, names: set[str], dry_run: bool) -> Notifier:

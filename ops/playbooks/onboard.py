@@ -33,16 +33,25 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
                  "cell": "--cell"}.get(str(first["loc"][0]), str(first["loc"][0]))
         raise PlaybookError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
+    # Preflight: the directory the record goes to is found before anything changes (a stack deployed without
+    # one is an error now, not after the update).
+    directory = ctx.tenant_directory()
     existing = next((t for t in cfg.tenants if t.id == tenant.id), None)
     if existing is not None:
         if existing.tier == tenant.tier and existing.email == tenant.email:
             cell_name = env.tenant_cells[tenant.id]
+            model = next(c.model for c in env.cells if c.name == cell_name)
             # Judged against the deployed stack when a CLI is there: a file edit that never got deployed is
-            # deployed now, and the directory record follows it.
-            if ctx.already_done(f"tenant {tenant.id!r} is already onboarded on CELL {cell_name!r}") is not None:
-                model = next(c.model for c in env.cells if c.name == cell_name)
-                ctx.tenant_directory().upsert(tenant_record(tenant.id, cell_name, model,
-                                                            tenant.region or default_region(cfg), ctx.now()))
+            # deployed now, and the directory record follows it. A run that failed after its update (writing
+            # the record) left the record missing: the re-run writes it.
+            deployed = ctx.already_done(f"tenant {tenant.id!r} is already onboarded on CELL {cell_name!r}")
+            recorded = (directory.get(tenant.id) or {}).get("cellName") == cell_name
+            if deployed is not None or not recorded:
+                if not recorded:
+                    ctx.console.print(f"[yellow]![/] the tenant directory has no record of {tenant.id!r} on CELL "
+                                      f"{cell_name!r}: recording it")
+                directory.upsert(tenant_record(tenant.id, cell_name, model, tenant.region or default_region(cfg),
+                                               ctx.now()))
                 audit(ctx, "onboard", "onboarded", tenant=tenant.id, tier=tenant.tier, cell=cell_name)
             return EXIT_OK
         raise Refused(f"TENANT: {tenant.id!r} already exists as tier {existing.tier!r}; "
@@ -77,7 +86,7 @@ def run(ctx: Context, args: argparse.Namespace) -> int:
     result = ctx.apply(f"onboard {tenant.id} ({tenant.tier}) on {where}", edit)
     if result is not None:
         # Runbook step 3: the tenant directory in Cosmos DB says where the tenant lives.
-        ctx.tenant_directory().upsert(tenant_record(tenant.id, cell_name, model, region, ctx.now()))
+        directory.upsert(tenant_record(tenant.id, cell_name, model, region, ctx.now()))
         audit(ctx, "onboard", "onboarded", tenant=tenant.id, tier=tenant.tier, cell=cell_name)
     return EXIT_OK
 

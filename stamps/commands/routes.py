@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rich.table import Table
 from stamps.cli import UsageError
 from stamps.offline import Plan, plan_stack
 from stamps.routes import RouteReport, check_routes
+from stamps.terminal import make_console
 
 EXIT_ROUTES = 4
 TENANT_ROWS = 40
@@ -84,7 +84,7 @@ def _report(plan: Plan, failed_over: list[str]) -> RouteReport:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(width=None if sys.stdout.isatty() else 160)
+    console = make_console()
     project_dir = Path(args.project_dir)
     failed = list(args.failed_over or [])
     cases: list[tuple[str, Plan, list[str]]] = []

@@ -22,6 +22,7 @@ from rich.table import Table
 from rich.tree import Tree
 
 from stamps.offline.plan import SECRET, Plan, PlanDiff, changed_paths
+from stamps.terminal import make_console
 
 STACK_TYPE = "pulumi:pulumi:Stack"
 _MARK = {"create": ("+", "green"), "update": ("~", "yellow"), "delete": ("-", "red"), "replace": ("+-", "magenta")}
@@ -183,7 +184,7 @@ def _diff_tree(earlier: Plan, plan: Plan, changes: list[Step]) -> Tree:
 def print_diff(diff: PlanDiff, console: Console | None = None, *, earlier: Plan | None = None,
                plan: Plan | None = None, against: str = "") -> None:
     """`pulumi preview` of `plan` against `earlier`: header, marked tree, old → new values, Outputs, Resources."""
-    console = console or Console()
+    console = console or make_console()
     if earlier is None or plan is None:
         # Without both plans only the custom resources' diff is known: the old table view.
         console.print(diff_table(diff))
