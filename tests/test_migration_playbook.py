@@ -302,3 +302,59 @@ def test_an_abandoned_migration_leaves_nothing_of_its_tenant_and_frees_the_cell(
     assert rec.updates == [{"tenants-tenant-routing-0"}], "the CELL stayed; only the freeze ran before the switch"
     assert tenant_rows(target, "startup") == tenant_rows(source, "startup")
     assert tenant_rows(target) == {"accounts": [], "transfers": []}
+
+
+# --------------------------------------------------------------------------- dry runs of the deleting playbooks
+
+
+def test_purge_and_abandon_dry_runs_check_and_report_but_change_nothing(
+        project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dry run of a deleting playbook makes the real run's read-only checks and says what it would delete;
+    the project tree and both databases stay byte for byte as they were."""
+    import datetime as dt
+    import hashlib
+
+    from tests.test_ops_truth import tree
+
+    def databases() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(tmp_path.glob("*.db"))}
+
+    source, target = sqlite_pair(tmp_path, rows=60)
+    ops = Ops(project)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=8)
+    assert Recorder(ops)(*migrate_args(source, target), http_get=lambda url: 200) == 0
+    rows = tenant_rows(source)
+    with sa.create_engine(source).connect() as conn:
+        expected = {table: conn.exec_driver_sql(f"SELECT count(*) FROM {table} WHERE tenant_id = ?",
+                                                (TENANT,)).scalar() for table in ("transfers", "accounts", "tenants")}
+    capsys.readouterr()
+    before = (tree(project), databases())
+    purge = ["purge-source", TENANT, "--source-url", source, "--target-url", target, "--dry-run"]
+    assert Recorder(ops)(*purge, now=lambda: later) == 0
+    out = capsys.readouterr().out
+    # Children first, as the purge deletes them; every row of the tenant, the registry row included.
+    assert (f"would delete {sum(expected.values())} rows from the shared database "
+            f"({', '.join(f'{t} {n}' for t, n in expected.items())})") in " ".join(out.split())
+    assert (tree(project), databases()) == before
+
+    # The dry run refuses what the purge would refuse: here a target that lost a row since the migration.
+    with sa.create_engine(target).begin() as conn:
+        conn.exec_driver_sql("DELETE FROM transfers WHERE rowid = (SELECT max(rowid) FROM transfers)")
+    before = (tree(project), databases())
+    assert Recorder(ops)(*purge, now=lambda: later) == 4
+    assert "nothing deleted" in capsys.readouterr().err
+    assert (tree(project), databases()) == before
+    assert tenant_rows(source) == rows
+
+
+def test_abandon_dry_run_changes_nothing(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_ops_truth import tree
+
+    source, target = sqlite_pair(tmp_path, rows=60)
+    ops = Ops(project)
+    assert Recorder(ops, fail_on=1)(*migrate_args(source, target), http_get=lambda url: 200) == 1
+    copied = tenant_rows(target)
+    before = tree(project)
+    assert Recorder(ops)("migrate-abandon", TENANT, "--source-url", source, "--target-url", target, "--dry-run") == 0
+    assert "would unfreeze" in capsys.readouterr().out
+    assert tree(project) == before and tenant_rows(target) == copied

@@ -1026,6 +1026,23 @@ class TenantDataMover:
         hour for big tenants.
         """
         emit = on_batch or _noop
+        ids, verified = self._purge_checks(final_report, expected)
+        deleted = self._purge_native(ids, verified) if self.fast_path else self._purge_generic(ids, verified)
+        for name, count in deleted.items():
+            emit(BatchEvent("purge", name, count, None, done=True))
+        return deleted
+
+    def purge_preview(
+        self, final_report: VerificationReport, *, expected: tuple[DatabaseIdentity, DatabaseIdentity] | None = None
+    ) -> dict[str, int]:
+        """What :meth:`purge_source` would delete (rows per tenant table, children first), after the same checks;
+        reads only (a dry run)."""
+        _, verified = self._purge_checks(final_report, expected)
+        return {tp.fullname: verified[tp.fullname] for tp in reversed(self.plan.tenant_tables)}
+
+    def _purge_checks(
+        self, final_report: VerificationReport, expected: tuple[DatabaseIdentity, DatabaseIdentity] | None
+    ) -> tuple[Identities, dict[str, int]]:
         names = {tp.fullname for tp in self.plan.tables}
         if final_report.kind != "final" or not final_report.ok:
             raise PurgeRefusedError("purge requires a passing final verification report")
@@ -1036,11 +1053,7 @@ class TenantDataMover:
         ids = self.identities()
         if expected is not None:
             _same_identities(ids, expected)
-        verified = {t.table: t.expected.count for t in final_report.tables}
-        deleted = self._purge_native(ids, verified) if self.fast_path else self._purge_generic(ids, verified)
-        for name, count in deleted.items():
-            emit(BatchEvent("purge", name, count, None, done=True))
-        return deleted
+        return ids, {t.table: t.expected.count for t in final_report.tables}
 
     def _purge_native(self, ids: Identities, verified: Mapping[str, int]) -> dict[str, int]:
         deleted: dict[str, int] = {}

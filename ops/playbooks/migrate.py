@@ -419,6 +419,7 @@ def purge(ctx: Context, args: argparse.Namespace) -> int:
 
 def _purge(ctx: Context, args: argparse.Namespace) -> int:
     from ops.migration import DamagedJournalError, MigrationJournal, Step, TenantDataMover
+    from ops.migration.identity import DatabaseIdentity
 
     path = journal_path(ctx, args.tenant)
     try:
@@ -448,14 +449,25 @@ def _purge(ctx: Context, args: argparse.Namespace) -> int:
     if not all(recorded):
         raise Refused(f"journal {path} does not record which databases the migration used (written by an older "
                       "version): the target cannot be proven to be the migrated copy; nothing deleted")
-    if ctx.dry_run:
-        ctx.console.print(f"(dry run) would verify and purge {args.tenant}'s rows from the shared database")
-        return EXIT_OK
     # The journal's own URLs by default (they carry no password; pass the URLs when they need one).
     source = args.source_url or data.get("source") or ""
     target = args.target_url or data.get("target") or ""
     mover = TenantDataMover(source, target, args.tenant, tenant_column=data.get("tenant_column", args.tenant_column),
                             progress=None, shared_tables=_recorded_shared(data))
+    if ctx.dry_run:
+        # Every check the purge makes, reading only (the journal is not locked: locking writes), so the dry run
+        # says what would be deleted — or why nothing would be.
+        try:
+            recorded_ids = (DatabaseIdentity.parse(str(recorded[0])), DatabaseIdentity.parse(str(recorded[1])))
+            mover.identities_match(recorded_ids)
+            would = mover.purge_preview(mover.verify(), expected=recorded_ids)
+        finally:
+            mover.source.dispose()
+            mover.target.dispose()
+        tables = ", ".join(f"{name} {count}" for name, count in would.items())
+        ctx.console.print(f"(dry run) {args.tenant}'s rows match the target exactly; a purge would delete "
+                          f"{sum(would.values())} rows from the shared database ({tables})")
+        return EXIT_OK
     with MigrationJournal.open(path, tenant_id=args.tenant) as journal:  # no migration of the tenant meanwhile
         expected = journal.identities()
         assert expected is not None
