@@ -254,8 +254,11 @@ def test_plan_json_shape_and_secret_redaction(tmp_path: Path, capsys: pytest.Cap
     data = json.loads(out.read_text())
     assert set(data) == {"project", "stack", "resources", "outputs"}
     assert data["project"] == "stamps" and data["stack"] == "prod"
-    first = data["resources"][0]
-    assert set(first) == {"urn", "type", "name", "parent", "custom", "inputs", "dependencies"}
+    every = {"urn", "type", "name", "parent", "custom", "inputs", "dependencies"}
+    for resource in data["resources"]:
+        # customTimeouts only where the program sets them, as in the engine's RegisterResourceRequest.
+        assert every <= set(resource) <= every | {"customTimeouts"}, resource["urn"]
+    assert any("customTimeouts" in r for r in data["resources"])
     text = out.read_text()
     assert "v1:Wc0n5kCN4V2m0i8D" not in text and "v1:q3Jv0pX2b8kT1mAe" not in text
     assert data["outputs"]["tenantCells"]["banking-corp"] == "banking"
