@@ -255,6 +255,11 @@ def _database_error(err: BaseException, args: argparse.Namespace) -> str:
 DATABASE_ERRORS: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.NoSuchTableError, sqlite3.Error)
 
 
+# The migrate options' defaults: the parser's, and what a printed re-run command leaves out.
+DEFAULTS: dict[str, Any] = {"tenant_column": "tenant_id", "batch_size": 5000, "health_url": DEFAULT_HEALTH_URL,
+                            "health_attempts": 5, "health_wait": 30.0, "unfreeze_attempts": 6, "unfreeze_wait": 5.0}
+
+
 def rerun_command(ctx: Context, args: argparse.Namespace) -> str:
     """The command that re-runs (and so resumes) this migration; URL passwords are shown as ***."""
     from ops.migration.db import redact_url
@@ -263,15 +268,11 @@ def rerun_command(ctx: Context, args: argparse.Namespace) -> str:
              "--project-dir", str(ctx.project_dir)]
     # Every option this migration was given a non-default value for (--restart-from is not repeated:
     # the re-run resumes from the journal).
-    for flag, value, default in (
-            ("--cell", args.cell, None), ("--tier", args.tier, None), ("--source-url", args.source_url, None),
-            ("--target-url", args.target_url, None), ("--tenant-column", args.tenant_column, "tenant_id"),
-            ("--batch-size", args.batch_size, 5000), ("--health-url", args.health_url, DEFAULT_HEALTH_URL),
-            ("--health-attempts", args.health_attempts, 5), ("--health-wait", args.health_wait, 30.0),
-            ("--unfreeze-attempts", args.unfreeze_attempts, 6), ("--unfreeze-wait", args.unfreeze_wait, 5.0)):
-        if value is not None and value != default:
-            text = redact_url(value) if flag.endswith("-url") and flag != "--health-url" else str(value)
-            parts += [flag, shlex.quote(text)]
+    for dest in ("cell", "tier", "source_url", "target_url", *DEFAULTS):
+        value = getattr(args, dest)
+        if value is not None and value != DEFAULTS.get(dest):
+            text = redact_url(value) if dest in ("source_url", "target_url") else str(value)
+            parts += ["--" + dest.replace("_", "-"), shlex.quote(text)]
     for table in args.shared_table or ():
         parts += ["--shared-table", shlex.quote(table)]
     return " ".join(parts)
@@ -556,12 +557,12 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
                    help="SQLAlchemy URL of the shared database (default: from stack outputs)")
     p.add_argument("--target-url", type=database_url,
                    help="SQLAlchemy URL of the dedicated database (default: from stack outputs)")
-    p.add_argument("--tenant-column", default="tenant_id")
-    p.add_argument("--batch-size", type=int, default=5000)
-    p.add_argument("--health-url", default=DEFAULT_HEALTH_URL,
+    p.add_argument("--tenant-column", default=DEFAULTS["tenant_column"])
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
+    p.add_argument("--health-url", default=DEFAULTS["health_url"],
                    help="the tenant's route to check after the switch: {cells_host}, {cell}, {tenant}")
-    p.add_argument("--health-attempts", type=int, default=5)
-    p.add_argument("--health-wait", type=float, default=30.0)
+    p.add_argument("--health-attempts", type=int, default=DEFAULTS["health_attempts"])
+    p.add_argument("--health-wait", type=float, default=DEFAULTS["health_wait"])
     p.add_argument("--restart-from", choices=["bulk_copy", "delta_copy"],
                    help="redo the steps from here (a plain re-run already redoes a failed verification's copy)")
     p.add_argument("--shared-table", action="append", metavar="TABLE",
@@ -579,7 +580,7 @@ def register(sub: argparse._SubParsersAction, common: Any) -> None:  # type: ign
     p.add_argument("--target-url", type=database_url,
                    help="default: the URL the migration journal recorded; must reach the same database the "
                         "migration copied into")
-    p.add_argument("--tenant-column", default="tenant_id")
+    p.add_argument("--tenant-column", default=DEFAULTS["tenant_column"])
     p.add_argument("--retention-days", type=int, default=7)
     common(p)
     p.set_defaults(func=purge)
@@ -619,6 +620,6 @@ def database_url(text: str) -> str:
 
 
 def _unfreeze_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--unfreeze-attempts", type=int, default=6,
+    p.add_argument("--unfreeze-attempts", type=int, default=DEFAULTS["unfreeze_attempts"],
                    help="tries to take the stack lock for the unfreeze (backoff doubles from --unfreeze-wait)")
-    p.add_argument("--unfreeze-wait", type=float, default=5.0)
+    p.add_argument("--unfreeze-wait", type=float, default=DEFAULTS["unfreeze_wait"])
