@@ -21,18 +21,20 @@ commits (ours: one per batch) nearly free, so say which one a figure was taken o
 
 PostgreSQL comes from $STAMPS_TEST_PG_URL or a throwaway local cluster (see tests/pg.py).
 
-Where the SQLite fast path's time goes (200k rows, quiet 2-core VM, statement timings and cProfile):
-copy ≈ 1.7× the bulk path — the target's foreign keys (≈ +0.045 s: they are what detects a child
-written before its parent during a live copy), fsyncs (≈ +0.045 s: WAL checkpoints with
-synchronous=NORMAL, or the rollback journal's per-commit syncs — measured alike), ``ON CONFLICT DO
-NOTHING`` (idempotent re-runs) and the per-batch exactness check (≈ +0.015 s). Batches grown to a
-time budget (20k-40k rows) measured no faster: per row, 5,000-row batches are the cheapest.
-Verification (0.08-0.09 s, was 0.15 s) joins on the primary key in key ranges of 25,000 target
-rows on two connections at once; the join's per-row column reads bound it (≈ 0.11 s on one core).
-So ours ≈ 0.33 s against a 0.13-0.16 s bulk path: 0.39-0.43×. What would close the rest is
-exactly what protects a migration: foreign-key enforcement while the tenant writes (a one-off
-``foreign_key_check`` costs the same probes) and fsyncs (synchronous=OFF measured copy 0.225 s,
-but a power loss could then corrupt a half-built target rather than only lose its last batches).
+Every timed run starts after ``os.sync()``: otherwise the dirty pages an earlier run left (the
+generic path writes for seconds) are written back during the next one and slow its fsyncs — the
+bulk path, run right after it, measured 0.16 s that way instead of 0.13 s.
+
+Where the SQLite fast path's time goes (200k rows, 2-core VM, statement timings and cProfile):
+copy ≈ 1.45× the bulk path. The rest is what protects a migration. Foreign keys (≈ +0.02 s):
+each child batch joins its rows to their parents in the target (SQLite's own check, which opens
+a cursor per row, cost +0.045 s), which is what catches a child written before its parent during
+a live copy. Per-batch commits with the rollback journal's fsyncs and the batch's exactness checks
+(≈ +0.02 s at 20,000-row batches). WAL with synchronous=NORMAL measured slower (every page written
+twice, 0.24 s); so did one transaction (0.24 s: the dirty pages outgrow the page cache) and
+``mmap``/a 64 MB cache on the copying connection (+0.02 s). Verification (0.05-0.06 s, was 0.08 s)
+reads the target slice by slice in rowid order and probes the source's primary key, on two
+connections at once (≈ 0.10 s on one core), plus one index-only count of the source per table.
 A merged sorted stream (UNION ALL … ORDER BY), EXCEPT, per-side ``group_concat(quote(...))`` and
 concatenated row texts compared in Python all measured slower than the join.
 
@@ -232,13 +234,16 @@ class Result:
 
 
 def _timed(fn: Callable[[], object]) -> float:
+    # Dirty pages of an earlier run would be written back during this one and slow its fsyncs:
+    # every path starts with nothing left to flush.
+    os.sync()
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
 
 
 def measure_ours(
-    source: str | sa.URL, target: str | sa.URL, batch_size: int, expected_rows: int, *, fast_path: bool = True
+    source: str | sa.URL, target: str | sa.URL, batch_size: int | None, expected_rows: int, *, fast_path: bool = True
 ) -> tuple[float, float]:
     mover = TenantDataMover(source, target, TENANT, batch_size=batch_size, progress=False, fast_path=fast_path)
     mover.preflight()  # connects, discovers, proves source and target are different databases
@@ -259,7 +264,7 @@ def measure_ours(
 SQLITE_PATHS = {"ours, in SQLite (default)": True, "ours, generic (fast_path=False)": False}
 
 
-def bench_sqlite(data: Dataset, batch_size: int, workdir: Path, repeat: int) -> Result:
+def bench_sqlite(data: Dataset, batch_size: int | None, workdir: Path, repeat: int) -> Result:
     src = workdir / "shared.db"
     load_sqlite(src, data)
     ours: dict[str, list[tuple[float, float]]] = {label: [] for label in SQLITE_PATHS}
@@ -294,7 +299,7 @@ def bench_sqlite(data: Dataset, batch_size: int, workdir: Path, repeat: int) -> 
                   min(bulks_fk))
 
 
-def bench_postgres(data: Dataset, batch_size: int, repeat: int) -> Result:
+def bench_postgres(data: Dataset, batch_size: int | None, repeat: int) -> Result:
     from tests import pg
 
     server = pg.get_server()
@@ -343,16 +348,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=200_000, help="tenant rows (other tenants get as many)")
     parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's DEFAULT_BATCH_SIZE")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="default: the engine's (FAST_BATCH_SIZE on the SQLite fast path, else DEFAULT_BATCH_SIZE)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per path; the best one is reported")
     parser.add_argument("--workdir", type=Path, default=None, help="where the SQLite files go (default: system temp)")
     args = parser.parse_args(argv)
-    from ops.migration import DEFAULT_BATCH_SIZE
-
-    batch = args.batch_size or DEFAULT_BATCH_SIZE
+    batch = args.batch_size
     data = make_dataset(args.rows)
     print(f"dataset: {data.tenant_rows:,} tenant rows + {sum(map(len, data.rows.values())) - data.tenant_rows:,} "
-          f"other-tenant rows over {', '.join(TABLES)}; batch size {batch}; best of {args.repeat}")  # fmt: skip
+          f"other-tenant rows over {', '.join(TABLES)}; batch size {batch or 'default'}; best of {args.repeat}")
     results = []
     if args.db in ("sqlite", "both"):
         with tempfile.TemporaryDirectory(prefix="stamps-bench-", dir=args.workdir) as tmp:

@@ -8,6 +8,7 @@ import decimal
 import os
 import random
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -556,10 +557,18 @@ def test_purge_requires_a_passing_final_verification(scratch: Path, fast_path: b
 # --------------------------------------------------------------------------- SQLite→SQLite fast path
 
 
-def storage(engine: sa.Engine, table: str, tenant: str = TENANT) -> list[tuple[Any, ...]]:
-    """The tenant's rows of ``table`` exactly as SQLite stores them: storage class and value of each column."""
+def columns(engine: sa.Engine, table: str) -> list[str]:
     with engine.connect() as conn:
-        cols = [r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
+        return [r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({table})")]
+
+
+def storage(
+    engine: sa.Engine, table: str, tenant: str = TENANT, cols: list[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """The tenant's rows of ``table`` exactly as SQLite stores them: storage class and value of each column
+    (of ``cols``: default all)."""
+    cols = cols or columns(engine, table)
+    with engine.connect() as conn:
         select = ", ".join(f"typeof({c}), {c}" for c in cols)
         scope = "id" if table == "tenants" else "tenant_id" if "tenant_id" in cols else None
         where, params = (f" WHERE {scope} = ?", (tenant,)) if scope else ("", ())  # reference tables: all rows
@@ -701,34 +710,71 @@ def test_fast_path_verification_catches_every_kind_of_difference(
     assert storage(p.target, table) == storage(p.source, table)
 
 
-def _by_key(engine: sa.Engine, table: str) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+def _by_key(engine: sa.Engine, table: str, cols: list[str]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     """The tenant's rows as SQLite stores them (see ``storage``), by primary key."""
     with engine.connect() as conn:
-        info = conn.exec_driver_sql(f"PRAGMA table_info({table})").all()
-    pk = [i for i, col in enumerate(info) if col[5]]
-    return {tuple(row[2 * i + 1] for i in pk): row for row in storage(engine, table)}
+        pk = [col[1] for col in conn.exec_driver_sql(f"PRAGMA table_info({table})").all() if col[5]]
+    return {tuple(row[2 * cols.index(c) + 1] for c in pk): row for row in storage(engine, table, cols=cols)}
 
 
 def _differing(source: sa.Engine, target: sa.Engine, table: str) -> int:
-    """Rows missing from the target + rows only in it + rows stored differently: computed in Python."""
-    src, tgt = _by_key(source, table), _by_key(target, table)
+    """Rows missing from the target + rows only in it + rows stored differently, in the source's columns:
+    computed in Python."""
+    cols = columns(source, table)
+    src, tgt = _by_key(source, table, cols), _by_key(target, table, cols)
     return len(src.keys() ^ tgt.keys()) + sum(src[k] != tgt[k] for k in src.keys() & tgt.keys())
 
 
 @pytest.mark.parametrize("range_rows", [1, 7, None], ids=["ranges-of-1", "ranges-of-7", "whole-tables"])
 @pytest.mark.parametrize("workers", [1, 2, 3])
-def test_fast_path_verification_in_parallel_key_ranges_counts_every_difference(
+def test_fast_path_verification_in_parallel_slices_counts_every_difference(
     scratch: Path, monkeypatch: pytest.MonkeyPatch, range_rows: int | None, workers: int
 ) -> None:
-    """Verification splits tables at target keys over parallel connections; differences at the first
-    and last keys, on range boundaries, beyond either end and in rows of another tenant are each
-    counted once, exactly as a row-by-row comparison in Python counts them."""
+    """Verification cuts the target into rowid slices over parallel connections; differences at the
+    first and last keys, on slice boundaries, beyond either end and in rows of another tenant are
+    each counted once, exactly as a row-by-row comparison in Python counts them."""
     from ops.migration import copy as engine
 
     monkeypatch.setattr(engine, "VERIFY_WORKERS", workers)
     if range_rows is not None:
         monkeypatch.setattr(engine, "COMPARE_RANGE_ROWS", range_rows)
     p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], sizes=SMALL))
+    _plant_differences_and_count_them(p)
+
+
+# Target tables the verification cannot cut by rowid: slices are key ranges there instead.
+NO_ROWID_TARGETS = {
+    "without-rowid": "CREATE TABLE order_items (order_id INTEGER NOT NULL REFERENCES orders(id), line_no INTEGER "
+    "NOT NULL, tenant_id VARCHAR(20) NOT NULL, sku VARCHAR(40) NOT NULL, qty INTEGER NOT NULL, price NUMERIC(10, 2) "
+    "NOT NULL, gift BOOLEAN, payload BLOB, PRIMARY KEY (order_id, line_no)) WITHOUT ROWID",
+    # Every name of the rowid taken by a column (extra nullable target columns are allowed).
+    "rowid-names-taken": "CREATE TABLE audit_log (id VARCHAR(36) NOT NULL PRIMARY KEY, tenant_id VARCHAR(20) NOT NULL, "
+    "at DATETIME NOT NULL, score FLOAT, message TEXT, rowid INTEGER, _rowid_ INTEGER, oid INTEGER)",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(NO_ROWID_TARGETS))
+def test_fast_path_verification_of_tables_without_a_rowid_counts_every_difference(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch, layout: str
+) -> None:
+    """A target table WITHOUT ROWID, or whose rowid names are all columns, is cut at its keys: the
+    same differences are found as with rowid slices, on the same boundaries."""
+    from ops.migration import copy as engine
+    from ops.migration import sqlite_native
+
+    monkeypatch.setattr(engine, "VERIFY_WORKERS", 2)
+    monkeypatch.setattr(engine, "COMPARE_RANGE_ROWS", 7)
+    p = next(_pair("sqlite", [_sqlite_url(scratch / "s.db"), _sqlite_url(scratch / "t.db")], sizes=SMALL))
+    table = NO_ROWID_TARGETS[layout].split()[2]
+    with p.target.begin() as conn:
+        conn.exec_driver_sql(NO_ROWID_TARGETS[layout])
+    m = _plant_differences_and_count_them(p)
+    with sqlite_native.attached(p.target, str(p.source.url.database)) as conn:
+        tp = next(tp for tp in m.plan.tables if tp.name == table)
+        assert sqlite_native.NativeTable(tp, TENANT, conn).rowid is None  # so the key-range slices were used
+
+
+def _plant_differences_and_count_them(p: Pair) -> TenantDataMover:
     m = mover(p)
     m.bulk_copy()
     assert m.verify().ok
@@ -755,6 +801,7 @@ def test_fast_path_verification_in_parallel_key_ranges_counts_every_difference(
     assert (found["order_items"], found["audit_log"], found["orders"]) == (8, 1, 1)
     m.delta_copy()  # repairs all but the key another tenant holds in the target (left alone, reported)
     assert m.verify(raise_on_mismatch=False).mismatched == ["audit_log"]
+    return m
 
 
 def test_fast_path_batch_checks_the_target_holds_only_what_it_copied(scratch: Path) -> None:
@@ -930,3 +977,79 @@ def test_postgresql_insert_path_keeps_server_checksums() -> None:
         finally:
             source.dispose()
             target.dispose()
+
+
+KIDS_SCHEMA = (
+    "CREATE TABLE parents (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, code TEXT UNIQUE, label TEXT)",
+    "CREATE TABLE kids (id INTEGER PRIMARY KEY, tenant_id TEXT NOT NULL, parent_id INTEGER REFERENCES parents(id), "
+    "parent_code TEXT REFERENCES parents(code))",
+)
+
+
+@pytest.mark.parametrize("new_kid", [15, 999], ids=["mid-batch", "end-of-table"])
+def test_checked_batches_fetch_a_parent_created_after_its_table_was_copied(scratch: Path, new_kid: int) -> None:
+    """Child batches are copied with the target's foreign keys off and their parents joined in the
+    target. A child whose parent appeared in the source after the parents were copied is neither
+    skipped nor copied orphaned — in the middle of a batch or after its last row — and a NULL key
+    needs no parent, exactly as SQLite's own check has it."""
+    source, target = as_engine(_sqlite_url(scratch / "s.db")), as_engine(_sqlite_url(scratch / "t.db"))
+    with source.begin() as conn:
+        for ddl in KIDS_SCHEMA:
+            conn.exec_driver_sql(ddl)
+        for i in range(1, 6):
+            conn.exec_driver_sql("INSERT INTO parents VALUES (?, ?, ?, 'p')", (i, TENANT, f"c{i}"))
+        for k in range(10, 110, 10):  # kids 10..100; 30 has no parent at all (NULL keys)
+            pid = None if k == 30 else k // 25 + 1
+            code = None if pid is None else f"c{pid}"
+            conn.exec_driver_sql("INSERT INTO kids VALUES (?, ?, ?, ?)", (k, TENANT, pid, code))
+    m = TenantDataMover(source, target, TENANT, progress=False, batch_size=4)
+    m.prepare_target()
+
+    appeared: list[int] = []
+
+    def parent_appears(e: BatchEvent) -> None:
+        if e.table == "parents" and e.done and not appeared:
+            appeared.append(6)
+            with source.begin() as conn:
+                conn.exec_driver_sql("INSERT INTO parents VALUES (6, ?, 'c6', 'late')", (TENANT,))
+                conn.exec_driver_sql("INSERT INTO kids VALUES (?, ?, 6, 'c6')", (new_kid, TENANT))
+
+    m.bulk_copy(on_batch=parent_appears)
+    assert appeared
+    with target.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id, parent_id FROM kids WHERE id IN (30, ?)", (new_kid,)).all() == sorted(
+            [(30, None), (new_kid, 6)]
+        )
+        assert conn.exec_driver_sql("SELECT label FROM parents WHERE id = 6").scalar() == "late"
+        assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+    assert m.verify().ok
+    assert m._native_tables["kids"].parent_check is not None  # the join did the checking
+
+
+@pytest.mark.parametrize(
+    ("ddl", "why"),
+    [
+        ("CREATE TABLE kids (id INTEGER PRIMARY KEY, tenant_id TEXT, up INTEGER REFERENCES kids(id))", "itself"),
+        ("CREATE TABLE kids (id INTEGER PRIMARY KEY, tenant_id TEXT, parent_id TEXT REFERENCES parents(id))",
+         "affinity"),
+        ("CREATE TABLE kids (id INTEGER PRIMARY KEY, tenant_id TEXT, label TEXT REFERENCES parents(label))",
+         "not unique"),
+        ("CREATE TABLE kids (id INTEGER PRIMARY KEY, tenant_id TEXT, code TEXT COLLATE NOCASE "
+         "REFERENCES parents(code))", "collation"),
+    ],
+)
+def test_a_join_that_might_disagree_with_sqlites_own_check_leaves_it_to_sqlite(
+    scratch: Path, ddl: str, why: str
+) -> None:
+    """Where a join could pair keys SQLite's foreign-key lookup would not (or the reverse), the batch
+    keeps the target's foreign keys on instead."""
+    from ops.migration import sqlite_native
+
+    db = sqlite3.connect(scratch / "t.db")
+    db.execute(KIDS_SCHEMA[0])
+    db.execute(ddl)
+    assert sqlite_native._parent_check(db, "kids") is None, why
+    db.execute("DROP TABLE kids")
+    db.execute(KIDS_SCHEMA[1])
+    assert sqlite_native._parent_check(db, "kids") is not None
+    db.close()

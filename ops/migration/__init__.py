@@ -2,7 +2,7 @@
 
 The playbook's entry points::
 
-    mover = TenantDataMover(shared_url, dedicated_url, "acme", batch_size=5000)
+    mover = TenantDataMover(shared_url, dedicated_url, "acme")  # batch size: the engine's default
     runner = open_migration(".stamps/migrations/acme.json", mover, PlaybookHooks(...))
     with runner.journal:
         runner.run()                       # provision → bulk_copy → verify → freeze → delta_copy
@@ -12,7 +12,7 @@ The playbook's entry points::
 """
 
 from ops.migration.checksum import CANONICAL, PG_MD5, SQLITE_EXACT, Checksum
-from ops.migration.copy import DEFAULT_BATCH_SIZE, DeltaState, TableCopyState, TenantDataMover
+from ops.migration.copy import DEFAULT_BATCH_SIZE, FAST_BATCH_SIZE, DeltaState, TableCopyState, TenantDataMover
 from ops.migration.db import as_engine
 from ops.migration.discovery import MigrationPlan, TablePlan, discover, ensure_target_schema
 from ops.migration.errors import (
@@ -45,6 +45,7 @@ from ops.migration.verify import TableVerification, VerificationReport
 __all__ = [
     "CANONICAL",
     "DEFAULT_BATCH_SIZE",
+    "FAST_BATCH_SIZE",
     "PG_MD5",
     "SQLITE_EXACT",
     "STEPS",
