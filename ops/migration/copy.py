@@ -80,6 +80,7 @@ DEFAULT_BATCH_SIZE = 5000
 # transaction, whose dirty pages outgrow the page cache), and they hold the shared source's read
 # lock for about 20 ms each — how long the shared cell's writers may wait for it.
 FAST_BATCH_SIZE = 20_000
+MAX_DOUBTS = 3  # per table: checked batches that could not prove themselves (see _checked_batch)
 # SQLite fast path verification: connections comparing in parallel (SQLite steps without the GIL;
 # more threads than cores only contend) and the size of the target slices they take in turn.
 VERIFY_WORKERS = max(1, min(4, os.cpu_count() or 1))
@@ -674,13 +675,15 @@ class TenantDataMover:
     ) -> tuple[int, Key | None] | None:
         """A batch copied with its parents checked by a join (``copy_batch_checked``), or None: the
         table has no such check, or the batch could not prove itself exact (rolled back, to be redone
-        with the target's foreign keys on, which fetch missing parents)."""
-        if nt.parent_check is None:
+        with the target's foreign keys on, which fetch missing parents). After a few doubts the
+        table's batches go the plain way: each doubt costs its batch twice."""
+        if nt.parent_check is None or nt.doubts >= MAX_DOUBTS:
             return None
         try:
             with native.foreign_keys_off(conn), native.transaction(conn):
                 return nt.copy_batch_checked(conn, lo, n)
         except native.Doubt:
+            nt.doubts += 1
             return None
 
     def _delete_vanished_below(self, tp: TablePlan) -> None:

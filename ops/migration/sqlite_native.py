@@ -283,6 +283,7 @@ class NativeTable:
         self._marks = "?" if len(self.pk) == 1 else f"({', '.join('?' * len(self.pk))})"
         self.rowid = _rowid_name(conn, "main", tp.name)
         self.parent_check = _parent_check(conn, tp.name)
+        self.doubts = 0  # checked batches of this table that were redone (TenantDataMover._checked_batch)
 
     # ------------------------------------------------------------------ SQL fragments
 
