@@ -408,7 +408,7 @@ class TenantDataMover:
         journal, FULL), so every committed batch is on disk before the journal records its mark.
         WAL with synchronous=NORMAL was faster per commit but writes every page twice (the log, then
         the checkpoint) and may lose the last commits on a power loss: with batches of
-        ``FAST_BATCH_SIZE`` rows the rollback journal's fsyncs cost less (benchmark: copy 0.21 s
+        ``FAST_BATCH_SIZE`` rows the rollback journal's fsyncs cost less (benchmark: copy 0.19 s
         against 0.24 s) and nothing committed is ever lost.
         """
         return self._native() if self.fast_path else contextlib.nullcontext()

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from ops.migration.discovery import MigrationPlan, TablePlan
+from ops.migration.errors import MigrationError
 
 Key = tuple[Any, ...]
 SRC = "stamps_src"  # schema name of the attached source
@@ -156,8 +157,11 @@ def _affinity(declared: str) -> str:
     return "NUMERIC"
 
 
-class Doubt(Exception):
-    """A checked batch could not prove itself exact: its transaction rolls back and it is redone."""
+class Doubt(MigrationError):
+    """A checked batch could not prove itself exact: its transaction rolls back and it is redone.
+
+    Never leaves the engine (``TenantDataMover._checked_batch`` catches it); a MigrationError so
+    that, were it ever to, the CLI would still report it as a failed migration step."""
 
 
 @contextlib.contextmanager
