@@ -1023,7 +1023,7 @@ def test_checked_batches_fetch_a_parent_created_after_its_table_was_copied(scrat
         assert conn.exec_driver_sql("SELECT label FROM parents WHERE id = 6").scalar() == "late"
         assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     assert m.verify().ok
-    assert m._native_tables["kids"].parent_check is not None  # the join did the checking
+    assert m._native_tables["kids"]._parent_check is not None  # the join did the checking
 
 
 @pytest.mark.parametrize(

@@ -677,7 +677,7 @@ class TenantDataMover:
         table has no such check, or the batch could not prove itself exact (rolled back, to be redone
         with the target's foreign keys on, which fetch missing parents). After a few doubts the
         table's batches go the plain way: each doubt costs its batch twice."""
-        if nt.parent_check is None or nt.doubts >= MAX_DOUBTS:
+        if nt.doubts >= MAX_DOUBTS or nt.parent_check(conn) is None:
             return None
         try:
             with native.foreign_keys_off(conn), native.transaction(conn):
@@ -899,14 +899,11 @@ class TenantDataMover:
         """
         tables = list(tables)
         work: queue.SimpleQueue[tuple[TablePlan, bool, Any, Any]] = queue.SimpleQueue()
-        items = 0
         with self._native() as conn, native.transaction(conn):
             for tp in tables:
                 work.put((tp, True, None, None))  # the source count
                 for lo, hi in self._nt(tp, conn).target_slices(conn, COMPARE_RANGE_ROWS):
                     work.put((tp, False, lo, hi))
-                    items += 1
-        items += len(tables)
         source_file = self._source_file
         assert source_file is not None
         out = {tp: native.Comparison() for tp in tables}
@@ -937,7 +934,7 @@ class TenantDataMover:
                     with lock:
                         out[tp] += result
 
-        workers = min(VERIFY_WORKERS, items)
+        workers = min(VERIFY_WORKERS, work.qsize())
         if workers == 1:
             worker()
             return out

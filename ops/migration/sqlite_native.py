@@ -167,11 +167,12 @@ class Doubt(MigrationError):
 @contextlib.contextmanager
 def foreign_keys_off(conn: sqlite3.Connection) -> Iterator[None]:
     """The target's foreign keys unenforced for the transactions inside (the pragma is a no-op within one)."""
+    (was,) = conn.execute("PRAGMA foreign_keys").fetchone()
     conn.execute("PRAGMA foreign_keys = OFF")
     try:
         yield
     finally:
-        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA foreign_keys = {int(was)}")
 
 
 def _parent_check(conn: sqlite3.Connection, table: str) -> tuple[str, str] | None:
@@ -188,16 +189,14 @@ def _parent_check(conn: sqlite3.Connection, table: str) -> tuple[str, str] | Non
         f"PRAGMA main.foreign_key_list({_quote(table)})"
     ):
         fks.setdefault(fk_id, []).append((parent, child_col, parent_col))
-    if not fks:
+    if not fks or _declares_collation(conn, "main", table):
         return None
     child_info = {r[1]: r for r in conn.execute(f"PRAGMA main.table_info({_quote(table)})")}
     joins, conditions = [], []
     for n, cols in enumerate(fks.values()):
         parent = cols[0][0]
         info = {r[1]: r for r in conn.execute(f"PRAGMA main.table_info({_quote(parent)})")}
-        if parent == table or not info or _declares_collation(conn, "main", parent) or _declares_collation(
-            conn, "main", table
-        ):
+        if parent == table or not info or _declares_collation(conn, "main", parent):
             return None
         pk = [r[1] for r in sorted(info.values(), key=lambda r: r[5]) if r[5]]
         named = [pc for _p, _c, pc in cols if pc]
@@ -230,8 +229,10 @@ def _unique(conn: sqlite3.Connection, table: str, cols: list[str], pk: list[str]
 def _rowid_name(conn: sqlite3.Connection, schema: str, table: str) -> str | None:
     """The name that reaches ``table``'s rowid, or None: a WITHOUT ROWID table, or columns named all three."""
     row = conn.execute(f"SELECT sql FROM {schema}.sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()
-    ddl = (row or ("",))[0] or ""
-    if row is None or re.search(r"\bWITHOUT\s+ROWID\b", ddl[ddl.rfind(")") + 1 :], re.IGNORECASE):
+    if row is None:
+        return None
+    ddl = row[0] or ""
+    if re.search(r"\bWITHOUT\s+ROWID\b", ddl[ddl.rfind(")") + 1 :], re.IGNORECASE):
         return None  # table options follow the column list's closing parenthesis
     taken = {r[1].lower() for r in conn.execute(f"PRAGMA {schema}.table_info({_quote(table)})")}
     return next((name for name in ("rowid", "_rowid_", "oid") if name not in taken), None)
@@ -286,8 +287,15 @@ class NativeTable:
         self.collate = any(_declares_collation(conn, s, tp.name) for s in (SRC, "main"))
         self._marks = "?" if len(self.pk) == 1 else f"({', '.join('?' * len(self.pk))})"
         self.rowid = _rowid_name(conn, "main", tp.name)
-        self.parent_check = _parent_check(conn, tp.name)
+        self._parent_check: tuple[str, str] | None = None
+        self._parent_checked = False
         self.doubts = 0  # checked batches of this table that were redone (TenantDataMover._checked_batch)
+
+    def parent_check(self, conn: sqlite3.Connection) -> tuple[str, str] | None:
+        """This table's :func:`_parent_check`, looked up once (copies need it, verification does not)."""
+        if not self._parent_checked:
+            self._parent_check, self._parent_checked = _parent_check(conn, self.tp.name), True
+        return self._parent_check
 
     # ------------------------------------------------------------------ SQL fragments
 
@@ -363,9 +371,9 @@ class NativeTable:
         ).fetchone()
         return tuple(row) if row is not None else None
 
-    def source_rows(self, conn: sqlite3.Connection) -> int:
-        """The source's in-scope rows (from the scope index alone where there is one)."""
-        w, p = self.where("s")
+    def source_rows(self, conn: sqlite3.Connection, lo: Key | None = None, hi: Key | None = None) -> int:
+        """The source's in-scope rows with lo < key <= hi (from the scope index alone where there is one)."""
+        w, p = self.where("s", lo, hi)
         return int(conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {w}", p).fetchone()[0])
 
     def target_slices(self, conn: sqlite3.Connection, rows: int) -> list[tuple[Any, Any]]:
@@ -434,10 +442,10 @@ class NativeTable:
 
     # ------------------------------------------------------------------ writes (caller holds the transaction)
 
-    def _insert_sql(self, where: str, tail: str = "") -> str:
+    def _insert_sql(self, where: str, tail: str = "", joins: str = "") -> str:
         return (
             f"INSERT INTO {self.tgt} ({', '.join(self.cols)}) SELECT {self._select('s', self.cols)} "
-            f"FROM {self.src} AS s WHERE {where}{tail} ON CONFLICT ({', '.join(self.pk)}) DO NOTHING"
+            f"FROM {self.src} AS s{joins} WHERE {where}{tail} ON CONFLICT ({', '.join(self.pk)}) DO NOTHING"
         )
 
     def copy_batch(self, conn: sqlite3.Connection, lo: Key | None, n: int) -> tuple[int, Key | None]:
@@ -449,8 +457,7 @@ class NativeTable:
         range is synced, so the target still ends up ≡ the rows read.
         """
         w, p = self.where("s", lo)
-        tw, tp = self.where("t", lo)
-        held = conn.execute(f"SELECT 1 FROM {self.tgt} AS t WHERE {tw} LIMIT 1", tp).fetchone() is not None
+        held = self.target_last_key(conn, lo) is not None
         inserted = conn.execute(self._insert_sql(w, f" ORDER BY {self._order('s')} LIMIT ?"), [*p, n]).rowcount
         if inserted == n and not held:
             return n, self.target_last_key(conn, lo)  # the n source rows after lo, all inserted, nothing else: exact
@@ -473,33 +480,21 @@ class NativeTable:
         inserted (none left out for a missing parent, a key taken, anything), and at the end of the
         table no source row is left past it.
         """
-        assert self.parent_check is not None
-        joins, parents_there = self.parent_check
-        w, p = self.where("s", lo)
-        tw, tp = self.where("t", lo)
-        if conn.execute(f"SELECT 1 FROM {self.tgt} AS t WHERE {tw} LIMIT 1", tp).fetchone() is not None:
+        check = self.parent_check(conn)
+        assert check is not None  # the caller checks only batches of tables that have one
+        joins, parents_there = check
+        if self.target_last_key(conn, lo) is not None:
             raise Doubt
-        inserted = conn.execute(
-            f"INSERT INTO {self.tgt} ({', '.join(self.cols)}) SELECT {self._select('s', self.cols)} "
-            f"FROM {self.src} AS s{joins} WHERE {w} AND {parents_there} ORDER BY {self._order('s')} LIMIT ? "
-            f"ON CONFLICT ({', '.join(self.pk)}) DO NOTHING",
-            [*p, n],
-        ).rowcount
+        w, p = self.where("s", lo)
+        order = f" ORDER BY {self._order('s')} LIMIT ?"
+        inserted = conn.execute(self._insert_sql(f"{w} AND {parents_there}", order, joins), [*p, n]).rowcount
         last = self.target_last_key(conn, lo)
-        sw, sp = self.where("s", lo, last)
-        if last is None:
-            sw, sp = w, p  # nothing inserted: the source must hold nothing past lo either
-        (count,) = conn.execute(f"SELECT count(*) FROM {self.src} AS s WHERE {sw}", sp).fetchone()
-        if last is None:
-            if count:
+        if last is None:  # nothing inserted: the source must hold nothing past lo either
+            if self.source_keys(conn, lo, 1):
                 raise Doubt
             return 0, None
-        if count != inserted:
+        if self.source_rows(conn, lo, last) != inserted or (inserted < n and self.source_keys(conn, last, 1)):
             raise Doubt
-        if inserted < n:
-            aw, ap = self.where("s", last)
-            if conn.execute(f"SELECT 1 FROM {self.src} AS s WHERE {aw} LIMIT 1", ap).fetchone() is not None:
-                raise Doubt
         return inserted, last
 
     def sync(self, conn: sqlite3.Connection, lo: Key | None, hi: Key, *, deletes: bool) -> tuple[int, dict[str, int]]:
